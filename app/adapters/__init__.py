@@ -1,0 +1,1 @@
+"""Channel adapters: one module per external messaging provider behind one small interface."""

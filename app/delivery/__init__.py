@@ -1,0 +1,1 @@
+"""The outbox and the worker that carries its rows to CXone and to the providers."""

@@ -1,0 +1,115 @@
+"""The application factory: `create_app()` builds the runtime, the routes and the background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import select
+
+from app import __version__
+from app.adapters.base import InboundMessage
+from app.adapters.loopback import CustomerWrites, LoopbackAdapter
+from app.adapters.registry import AdapterRegistry, default_registry
+from app.config import Settings, get_settings
+from app.db import create_engine, create_sessionmaker
+from app.delivery.worker import DeliveryWorker
+from app.errors import install_error_handlers
+from app.models import Channel
+from app.routers import admin, box, health, loopback
+from app.runtime import Runtime
+from app.security import CredentialBox
+from app.services.cxone import CxoneGateway
+
+log = logging.getLogger("byoc")
+
+SIMULATOR_PATH = "/cxone-sim"
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    cxone_http: httpx.AsyncClient | None = None,
+    registry: AdapterRegistry | None = None,
+) -> Runtime:
+    engine = create_engine(settings.database_url)
+    sessions = create_sessionmaker(engine)
+    registry = registry or default_registry()
+    credential_box = CredentialBox(settings.secret_key)
+    http = cxone_http or httpx.AsyncClient(timeout=settings.cxone_timeout_seconds)
+    gateway = CxoneGateway(http, credential_box)
+    worker = DeliveryWorker(
+        sessions, registry=registry, gateway=gateway, poll_seconds=settings.worker_poll_seconds
+    )
+    runtime = Runtime(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        registry=registry,
+        gateway=gateway,
+        worker=worker,
+        credential_box=credential_box,
+        http=http,
+    )
+    for name in registry.names():
+        adapter = registry.get(name)
+        if isinstance(adapter, LoopbackAdapter):
+            adapter.on_customer_message(_scripted_answer(runtime))
+    return runtime
+
+
+def _scripted_answer(runtime: Runtime) -> CustomerWrites:
+    async def answer(channel_id: str, event: InboundMessage) -> None:
+        await runtime.receive_inbound(channel_id, event)
+
+    return answer
+
+
+async def check_adapters(runtime: Runtime) -> None:
+    """Fail start-up, naming the adapter, when a live channel's adapter is not installed."""
+    async with runtime.sessions() as session:
+        names = await session.scalars(select(Channel.adapter).where(Channel.deleted_at.is_(None)).distinct())
+        runtime.registry.check_configured(list(names))
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
+    settings = settings or (runtime.settings if runtime else get_settings())
+    runtime = runtime or build_runtime(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await check_adapters(runtime)
+        stop = asyncio.Event()
+        worker_task = asyncio.create_task(runtime.worker.run(stop)) if settings.worker else None
+        try:
+            yield
+        finally:
+            stop.set()
+            if worker_task is not None:
+                await worker_task
+            await runtime.worker.wait_idle()
+            await runtime.close()
+
+    app = FastAPI(
+        title="byoc-relay",
+        version=__version__,
+        summary="NICE CXone Bring Your Own Channel middleware",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(box.router, prefix=settings.box_path)
+    app.include_router(admin.router)
+    app.include_router(loopback.router)
+    if settings.simulator:
+        from app.cxone.simulator import CxoneSimulator
+
+        simulator = CxoneSimulator(public_url=settings.public_url + SIMULATOR_PATH)
+        app.state.simulator = simulator
+        app.mount(SIMULATOR_PATH, simulator.app)
+    return app

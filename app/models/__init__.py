@@ -1,0 +1,9 @@
+"""All tables, imported here so Alembic and `Base.metadata` see every one."""
+
+from app.models.base import Base
+from app.models.channels import Channel, Thread
+from app.models.integrations import BoxToken, Integration
+from app.models.messages import Message, OutboxItem
+from app.models.security import ApiKey
+
+__all__ = ["ApiKey", "Base", "BoxToken", "Channel", "Integration", "Message", "OutboxItem", "Thread"]

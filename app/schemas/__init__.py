@@ -1,0 +1,1 @@
+"""API shapes (pydantic), kept apart from the tables."""

@@ -1,0 +1,291 @@
+"""The relay's use cases: accept an agent reply from CXone, accept a customer message from a provider.
+
+Each stores the message and its outbox row in the caller's transaction; the delivery worker does the
+talking to the outside world after commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.adapters.base import ChannelAdapter, InboundMessage
+from app.adapters.registry import AdapterRegistry
+from app.errors import ApiError, RawJSONError, not_found
+from app.models import Channel, Integration, Message, OutboxItem, Thread
+from app.models.base import utcnow
+from app.schemas.box import EndUserRecipient, LegacyReplyRequest, OutboundRequest
+
+SEND_TO_PROVIDER = "provider.send"
+CREATE_IN_CXONE = "cxone.create_message"
+
+
+@dataclass(frozen=True)
+class AcceptedReply:
+    message: Message
+    thread: Thread
+    recipients: list[EndUserRecipient]
+    outbox_id: int
+
+
+@dataclass(frozen=True)
+class AcceptedInbound:
+    message: Message
+    thread: Thread
+    outbox_id: int | None
+    duplicate: bool
+
+
+def outbound_validation_failed(problems: list[tuple[int, str]]) -> RawJSONError:
+    """CXone's own error shape for recipients it should not send to."""
+    return RawJSONError(
+        400,
+        {
+            "displayErrorMessage": problems[0][1],
+            "errorCode": "outboundValidationFailed",
+            "errors": [
+                {"path": ["endUserRecipients", index, "idOnExternalPlatform"], "message": message}
+                for index, message in problems
+            ],
+        },
+    )
+
+
+def check_recipients(adapter: ChannelAdapter, recipients: list[EndUserRecipient]) -> None:
+    problems = [
+        (index, error)
+        for index, recipient in enumerate(recipients)
+        if (error := adapter.recipient_error(recipient.idOnExternalPlatform)) is not None
+    ]
+    if problems:
+        raise outbound_validation_failed(problems)
+
+
+async def box_channel(session: AsyncSession, integration: Integration, channel_id: str) -> Channel:
+    """A live channel of this integration; another integration's channel is as unknown as a missing one."""
+    channel = await session.get(Channel, channel_id)
+    if channel is None or channel.integration_id != integration.id or channel.deleted_at is not None:
+        raise not_found("channel", channel_id)
+    return channel
+
+
+async def validate_recipients(
+    session: AsyncSession,
+    *,
+    integration: Integration,
+    channel_id: str,
+    recipients: list[EndUserRecipient],
+    registry: AdapterRegistry,
+) -> None:
+    channel = await box_channel(session, integration, channel_id)
+    check_recipients(registry.get(channel.adapter), recipients)
+
+
+async def _latest_thread(session: AsyncSession, channel_id: str, end_user_id: str) -> Thread | None:
+    query = (
+        select(Thread)
+        .where(Thread.channel_id == channel_id, Thread.end_user_id == end_user_id)
+        .order_by(Thread.last_message_at.desc())
+        .limit(1)
+    )
+    return await session.scalar(query)
+
+
+async def _thread_by_external_id(session: AsyncSession, channel_id: str, external_id: str) -> Thread | None:
+    query = select(Thread).where(Thread.channel_id == channel_id, Thread.external_id == external_id)
+    return await session.scalar(query)
+
+
+async def _store_reply(
+    session: AsyncSession,
+    *,
+    channel: Channel,
+    request: OutboundRequest | LegacyReplyRequest,
+    thread: Thread | None,
+    registry: AdapterRegistry,
+) -> AcceptedReply:
+    adapter = registry.get(channel.adapter)
+    text = request.text
+    attachments: list[dict[str, Any]] = [
+        {"url": item.url, "friendlyName": item.friendlyName} for item in request.attachments
+    ]
+    if not text.strip() and not attachments:
+        raise ApiError(
+            422,
+            "empty_message",
+            "messageContent.payload.text: a reply needs text or at least one attachment.",
+        )
+    recipients = request.all_recipients
+    check_recipients(adapter, recipients)
+    requested_thread_id = request.thread.idOnExternalPlatform if request.thread else None
+    if thread is None and requested_thread_id:
+        thread = await _thread_by_external_id(session, channel.id, requested_thread_id)
+    if thread is None:
+        if not recipients:
+            raise ApiError(
+                422,
+                "recipient_required",
+                "endUserRecipients: a message that starts a conversation needs a recipient.",
+            )
+        thread = (
+            None
+            if requested_thread_id
+            else await _latest_thread(session, channel.id, recipients[0].idOnExternalPlatform)
+        )
+        if thread is None:
+            thread = Thread(
+                channel_id=channel.id,
+                external_id=requested_thread_id or str(uuid.uuid4()),
+                end_user_id=recipients[0].idOnExternalPlatform,
+                end_user_name=recipients[0].name,
+            )
+            session.add(thread)
+            await session.flush()
+    if not recipients:
+        recipients = [EndUserRecipient(idOnExternalPlatform=thread.end_user_id, name=thread.end_user_name)]
+    thread.last_message_at = utcnow()
+    message = Message(
+        channel_id=channel.id,
+        thread_id=thread.id,
+        direction="outbound",
+        text=text,
+        attachments=attachments,
+        end_user_id=recipients[0].idOnExternalPlatform,
+        status="queued",
+        created_at=utcnow(),
+    )
+    session.add(message)
+    await session.flush()
+    outbox = OutboxItem(kind=SEND_TO_PROVIDER, message_id=message.id)
+    session.add(outbox)
+    await session.flush()
+    return AcceptedReply(message=message, thread=thread, recipients=recipients, outbox_id=outbox.id)
+
+
+async def accept_outbound(
+    session: AsyncSession,
+    *,
+    integration: Integration,
+    channel_id: str,
+    request: OutboundRequest,
+    registry: AdapterRegistry,
+) -> AcceptedReply:
+    """`2.0/channel/{channelId}/outbound`: an agent or bot reply, or a proactive first message."""
+    channel = await box_channel(session, integration, channel_id)
+    return await _store_reply(session, channel=channel, request=request, thread=None, registry=registry)
+
+
+async def accept_legacy_reply(
+    session: AsyncSession,
+    *,
+    integration: Integration,
+    post_id: str,
+    request: LegacyReplyRequest,
+    registry: AdapterRegistry,
+) -> AcceptedReply:
+    """`1.0/posts/{postId}/messages`: the post id is CXone's internal thread id, or our own thread id."""
+    candidates = {post_id}
+    if request.post is not None and request.post.idOnExternalPlatform:
+        candidates.add(request.post.idOnExternalPlatform)
+    if request.thread is not None and request.thread.idOnExternalPlatform:
+        candidates.add(request.thread.idOnExternalPlatform)
+    query = (
+        select(Thread)
+        .join(Channel, Channel.id == Thread.channel_id)
+        .where(
+            Channel.integration_id == integration.id,
+            Channel.deleted_at.is_(None),
+            or_(Thread.cxone_thread_id.in_(candidates), Thread.external_id.in_(candidates)),
+        )
+        .order_by(Thread.last_message_at.desc())
+        .limit(1)
+    )
+    thread = await session.scalar(query)
+    if thread is None:
+        raise not_found("thread", post_id)
+    channel = await session.get(Channel, thread.channel_id)
+    assert channel is not None
+    return await _store_reply(session, channel=channel, request=request, thread=thread, registry=registry)
+
+
+async def accept_inbound(
+    session: AsyncSession, *, channel: Channel, event: InboundMessage
+) -> AcceptedInbound:
+    """A customer wrote. Stored once per provider event id, then created in CXone by the worker."""
+    if event.event_id is not None:
+        existing = await _message_for_event(session, channel.id, event.event_id)
+        if existing is not None:
+            return await _duplicate(session, existing)
+    thread = await _latest_thread(session, channel.id, event.sender_id)
+    if thread is None:
+        thread = Thread(
+            channel_id=channel.id,
+            external_id=str(uuid.uuid4()),
+            end_user_id=event.sender_id,
+            end_user_name=event.sender_name,
+        )
+        session.add(thread)
+    elif event.sender_name:
+        thread.end_user_name = event.sender_name
+    thread.last_message_at = utcnow()
+    message = Message(
+        channel_id=channel.id,
+        direction="inbound",
+        text=event.text,
+        attachments=[{"url": a.url, "friendlyName": a.friendly_name} for a in event.attachments],
+        end_user_id=event.sender_id,
+        status="received",
+        provider_event_id=event.event_id,
+        created_at=utcnow(),
+    )
+    try:
+        async with session.begin_nested():
+            await session.flush([thread])
+            message.thread_id = thread.id
+            session.add(message)
+            await session.flush()
+    except IntegrityError:
+        # The same event arrived concurrently and the other request stored it first.
+        assert event.event_id is not None
+        existing = await _message_for_event(session, channel.id, event.event_id)
+        if existing is None:
+            raise
+        return await _duplicate(session, existing)
+    outbox = OutboxItem(kind=CREATE_IN_CXONE, message_id=message.id)
+    session.add(outbox)
+    await session.flush()
+    return AcceptedInbound(message=message, thread=thread, outbox_id=outbox.id, duplicate=False)
+
+
+async def _message_for_event(session: AsyncSession, channel_id: str, event_id: str) -> Message | None:
+    query = select(Message).where(Message.channel_id == channel_id, Message.provider_event_id == event_id)
+    return await session.scalar(query)
+
+
+async def _duplicate(session: AsyncSession, message: Message) -> AcceptedInbound:
+    thread = await session.get(Thread, message.thread_id)
+    assert thread is not None
+    return AcceptedInbound(message=message, thread=thread, outbox_id=None, duplicate=True)
+
+
+async def show_agent_typing(
+    session: AsyncSession,
+    *,
+    integration: Integration,
+    channel_id: str,
+    thread_external_id: str,
+    typing: bool,
+    registry: AdapterRegistry,
+) -> None:
+    """Typing is best effort: an unknown thread is ignored rather than refused, so CXone never retries it."""
+    channel = await box_channel(session, integration, channel_id)
+    thread = await _thread_by_external_id(session, channel.id, thread_external_id)
+    if thread is not None:
+        await registry.get(channel.adapter).show_typing(
+            channel.config, channel.id, thread.end_user_id, typing
+        )

@@ -1,0 +1,226 @@
+"""Shared fixtures. Every test gets a freshly migrated database of the kind chosen by BYOC_TEST_DATABASE
+(`sqlite`, the default, or `postgres` at BYOC_TEST_POSTGRES_URL), a relay app wired to a CXone simulator
+over in-process HTTP, and helpers to set up an integration and a channel the way an admin would."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from app.config import Settings
+from app.cxone.simulator import CxoneSimulator
+from app.db import create_engine
+from app.main import build_runtime, create_app
+from app.migrate import upgrade
+from app.models import Base
+from app.runtime import Runtime
+from app.services.api_keys import Role, create_api_key
+
+RELAY_URL = "http://relay.test"
+CXONE_URL = "http://cxone.test"
+TEST_SECRET_KEY = "test-secret-key-0123456789abcdef"
+DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+
+
+def database_kind() -> str:
+    kind = os.environ.get("BYOC_TEST_DATABASE", "sqlite")
+    if kind not in ("sqlite", "postgres"):
+        raise RuntimeError(f"BYOC_TEST_DATABASE must be sqlite or postgres, not {kind!r}")
+    return kind
+
+
+def postgres_admin_url() -> str:
+    return os.environ.get("BYOC_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+
+
+async def _postgres_admin(statement: str) -> None:
+    engine = create_engine(postgres_admin_url(), isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Migrated once per run: a template SQLite file, or a throwaway PostgreSQL database."""
+    if database_kind() == "sqlite":
+        path = tmp_path_factory.mktemp("db") / "template.db"
+        upgrade(f"sqlite+aiosqlite:///{path}")
+        yield str(path)
+        return
+    name = f"byoc_test_{uuid.uuid4().hex[:10]}"
+    asyncio.run(_postgres_admin(f'CREATE DATABASE "{name}"'))
+    url = make_url(postgres_admin_url()).set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        asyncio.run(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+async def database_url(migrated_database: str, tmp_path: Path) -> AsyncIterator[str]:
+    """A clean, migrated database for this test alone."""
+    if database_kind() == "sqlite":
+        path = tmp_path / "byoc.db"
+        shutil.copyfile(migrated_database, path)
+        yield f"sqlite+aiosqlite:///{path}"
+        return
+    yield migrated_database
+    engine = create_engine(migrated_database)
+    try:
+        async with engine.begin() as connection:
+            tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+            await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    finally:
+        await engine.dispose()
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "env": "dev",
+        "secret_key": TEST_SECRET_KEY,
+        "database_url": database_url,
+        "public_url": RELAY_URL,
+        "worker": False,
+        "cxone_issuer_url": CXONE_URL,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+class _LateASGI:
+    """Lets the simulator and the relay reach each other over HTTP although one is built before the other."""
+
+    def __init__(self) -> None:
+        self.app: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+
+@dataclass
+class Stack:
+    """The relay, the CXone simulator in front of it, and an HTTP client for each."""
+
+    runtime: Runtime
+    relay: httpx.AsyncClient
+    simulator: CxoneSimulator
+
+    async def settle(self) -> None:
+        """Wait until inline deliveries and scripted customer answers have finished."""
+        await self.runtime.drain()
+
+
+@pytest.fixture
+async def stack(settings: Settings) -> AsyncIterator[Stack]:
+    relay_asgi = _LateASGI()
+    box_http = httpx.AsyncClient(transport=httpx.ASGITransport(app=relay_asgi), base_url=RELAY_URL)
+    simulator = CxoneSimulator(public_url=CXONE_URL, box_http=box_http)
+    cxone_http = httpx.AsyncClient(transport=httpx.ASGITransport(app=simulator.app), base_url=CXONE_URL)
+    runtime = build_runtime(settings, cxone_http=cxone_http)
+    app = create_app(settings, runtime=runtime)
+    relay_asgi.app = app
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=RELAY_URL) as relay:
+            yield Stack(runtime=runtime, relay=relay, simulator=simulator)
+    await box_http.aclose()
+
+
+async def new_api_key(runtime: Runtime, role: Role) -> str:
+    async with runtime.sessions() as session, session.begin():
+        _, plaintext = await create_api_key(session, name=f"test-{role.name}", role=role)
+    return plaintext
+
+
+@pytest.fixture
+async def admin_headers(stack: Stack) -> dict[str, str]:
+    return {"Authorization": f"Bearer {await new_api_key(stack.runtime, Role.admin)}"}
+
+
+@dataclass
+class Wired:
+    """An integration registered on both sides and one loopback channel, as an admin would set them up."""
+
+    integration: dict[str, Any]
+    client_secret: str
+    cxone_integration_id: str
+    channel_id: str
+
+
+async def wire_integration(
+    stack: Stack,
+    headers: dict[str, str],
+    *,
+    use_outbound_api: bool = True,
+    channel_config: dict[str, Any] | None = None,
+) -> Wired:
+    created = await stack.relay.post(
+        "/api/v1/integrations",
+        headers=headers,
+        json={
+            "name": "Acme SMS",
+            "cxone": {"access_key_id": "demo-access-key", "access_key_secret": "demo-access-secret"},
+            "cxone_issuer_url": CXONE_URL,
+        },
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    form = body["cxone_form"]
+    cxone_integration_id = stack.simulator.register_byoc_integration(
+        name=form["Name"],
+        box_url=form["Integration Box URL"],
+        authorization_url=form["Authorization URL"],
+        client_id=form["Client ID"],
+        client_secret=form["Client Secret"],
+        use_outbound_api=use_outbound_api,
+        action_url=form["Action URL"],
+        reconnect_url=form["Reconnect URL"],
+        remove_url=form["Remove URL"],
+    )
+    patched = await stack.relay.patch(
+        f"/api/v1/integrations/{body['id']}",
+        headers=headers,
+        json={"cxone_integration_id": cxone_integration_id},
+    )
+    assert patched.status_code == 200, patched.text
+    channel = await stack.relay.post(
+        "/api/v1/channels",
+        headers=headers,
+        json={
+            "integration_id": body["id"],
+            "name": "Demo loopback",
+            "adapter": "loopback",
+            "config": channel_config or {},
+        },
+    )
+    assert channel.status_code == 201, channel.text
+    return Wired(
+        integration=patched.json(),
+        client_secret=form["Client Secret"],
+        cxone_integration_id=cxone_integration_id,
+        channel_id=channel.json()["id"],
+    )
+
+
+@pytest.fixture
+async def wired(stack: Stack, admin_headers: dict[str, str]) -> Wired:
+    return await wire_integration(stack, admin_headers)
