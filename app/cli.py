@@ -56,6 +56,8 @@ def serve(
     if demo:
         overrides["simulator"] = True
     settings = _settings(**overrides)
+    if not settings.public_url:
+        settings = settings.model_copy(update={"public_url": f"http://{host}:{port}"})
     if settings.simulator and settings.env != "dev":
         typer.secho("the CXone simulator runs only with BYOC_ENV=dev", fg="red", err=True)
         raise typer.Exit(2)
@@ -64,7 +66,7 @@ def serve(
     if demo:
         from app.demo import schedule_demo_setup
 
-        schedule_demo_setup(app, host=host, port=port)
+        schedule_demo_setup(app)
     uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), proxy_headers=True)
 
 

@@ -22,7 +22,9 @@ class Settings(BaseSettings):
     env: Literal["dev", "prod"] = "prod"
     secret_key: str = Field(DEV_SECRET_KEY, min_length=16)
     database_url: str = "sqlite+aiosqlite:///./byoc.db"
-    public_url: str = "http://127.0.0.1:8000"
+    public_url: str = Field(
+        "", description="Where CXone reaches us. Empty: http://HOST:PORT of `byoc serve`."
+    )
     box_path: str = "/integration/box"
     box_token_ttl_seconds: int = Field(3600, ge=30, le=7 * 24 * 3600)
     cxone_issuer_url: str = GLOBAL_CXONE_ISSUER

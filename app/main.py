@@ -28,6 +28,7 @@ from app.services.cxone import CxoneGateway
 log = logging.getLogger("byoc")
 
 SIMULATOR_PATH = "/cxone-sim"
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 
 
 def build_runtime(
@@ -76,23 +77,38 @@ async def check_adapters(runtime: Runtime) -> None:
         runtime.registry.check_configured(list(names))
 
 
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("start-up task failed", exc_info=task.exception())
+
+
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
     settings = settings or (runtime.settings if runtime else get_settings())
+    if not settings.public_url:
+        settings = settings.model_copy(update={"public_url": DEFAULT_PUBLIC_URL})
     runtime = runtime or build_runtime(settings)
+    runtime.settings = settings
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await check_adapters(runtime)
         stop = asyncio.Event()
         worker_task = asyncio.create_task(runtime.worker.run(stop)) if settings.worker else None
+        started = [asyncio.create_task(hook()) for hook in app.state.after_startup]
+        for task in started:
+            task.add_done_callback(_log_failure)
         try:
             yield
         finally:
             stop.set()
+            for task in started:
+                task.cancel()
             if worker_task is not None:
                 await worker_task
             await runtime.worker.wait_idle()
             await runtime.close()
+            if settings.simulator:
+                await app.state.simulator.aclose()
 
     app = FastAPI(
         title="byoc-relay",
@@ -101,6 +117,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.after_startup = []
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(box.router, prefix=settings.box_path)

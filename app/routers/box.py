@@ -127,7 +127,7 @@ async def legacy_reply(
 
 
 @router.post(
-    "/1.0/channel/{channel_id}/thread/{thread_id}/sender-action",
+    "/1.0/channel/{channel_id}/thread/{thread_id:path}/sender-action",
     status_code=204,
     summary="Agent typing indicator",
 )

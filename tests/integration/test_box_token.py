@@ -26,7 +26,7 @@ REPLY = {
 
 
 def client_id(wired: Wired) -> str:
-    return wired.integration["cxone_form"]["Client ID"]
+    return str(wired.integration["cxone_form"]["Client ID"])
 
 
 async def test_json_body_grants_a_bearer_that_opens_the_box(stack: Stack, wired: Wired) -> None:
