@@ -54,7 +54,12 @@ def demo_output(tmp_path: Path) -> Iterator[list[str]]:
     lines: queue.Queue[str] = queue.Queue()
     assert server.stdout is not None
     stdout = server.stdout
-    threading.Thread(target=lambda: [lines.put(line) for line in stdout], daemon=True).start()
+
+    def pump() -> None:
+        for line in stdout:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
     printed: list[str] = []
     deadline = time.monotonic() + STARTUP_SECONDS
     try:
