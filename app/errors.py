@@ -96,6 +96,13 @@ def install_error_handlers(app: FastAPI) -> None:
             error_body(code, str(exc.detail)), exc.status_code, headers=getattr(exc, "headers", None)
         )
 
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled %s", type(exc).__name__, exc_info=exc)
+        return JSONResponse(
+            error_body("internal_error", "Something went wrong on our side; it was logged."), 500
+        )
+
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
     async def _database_error(_: Request, exc: OperationalError | InterfaceError) -> JSONResponse:

@@ -23,6 +23,7 @@ class OutboundMessage:
     recipient_name: str | None
     text: str
     attachments: tuple[Attachment, ...] = ()
+    reply_to_provider_message_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ class ReceivedMessage:
     recipient_id: str
     text: str
     attachments: list[str]
+    reply_to: str | None
     received_at: datetime
 
 
@@ -64,6 +65,7 @@ class LoopbackAdapter:
             recipient_id=message.recipient_id,
             text=message.text,
             attachments=[attachment.url for attachment in message.attachments],
+            reply_to=message.reply_to_provider_message_id,
             received_at=datetime.now(UTC),
         )
         self._inbox[message.channel_id].append(received)

@@ -57,6 +57,16 @@ def _is_due() -> ColumnElement[bool]:
     )
 
 
+async def _provider_id_of(session: AsyncSession, channel_id: str, reference: str | None) -> str | None:
+    """The provider's id of the message a reply answers, which CXone names by our id or its own."""
+    if reference is None:
+        return None
+    query = select(Message.provider_message_id).where(
+        Message.channel_id == channel_id, or_(Message.id == reference, Message.cxone_message_id == reference)
+    )
+    return await session.scalar(query.limit(1))
+
+
 class DeliveryWorker:
     def __init__(
         self,
@@ -151,13 +161,16 @@ class DeliveryWorker:
             assert channel is not None
             integration = await session.get(Integration, channel.integration_id)
             assert integration is not None
+            reply_to = await _provider_id_of(session, channel.id, message.reply_to_external_id)
         if item.kind == SEND_TO_PROVIDER:
-            return await self._send_to_provider(message, thread, channel)
+            return await self._send_to_provider(message, thread, channel, reply_to)
         if item.kind == CREATE_IN_CXONE:
             return await self._create_in_cxone(message, thread, channel, integration)
         return Outcome("dead", f"unknown outbox kind {item.kind!r}")
 
-    async def _send_to_provider(self, message: Message, thread: Thread, channel: Channel) -> Outcome:
+    async def _send_to_provider(
+        self, message: Message, thread: Thread, channel: Channel, reply_to: str | None
+    ) -> Outcome:
         adapter = self._registry.get(channel.adapter)
         result = await adapter.send(
             channel.config,
@@ -171,6 +184,7 @@ class DeliveryWorker:
                 attachments=tuple(
                     Attachment(url=a["url"], friendly_name=a.get("friendlyName")) for a in message.attachments
                 ),
+                reply_to_provider_message_id=reply_to,
             ),
         )
         if result.ok:

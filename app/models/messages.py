@@ -24,6 +24,7 @@ class Message(Base):
     text: Mapped[str] = mapped_column(Text, default="")
     attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     end_user_id: Mapped[str] = mapped_column(String(200))
+    reply_to_external_id: Mapped[str | None] = mapped_column(String(200), default=None)
     status: Mapped[str] = mapped_column(String(20))
     error: Mapped[str | None] = mapped_column(Text, default=None)
     provider_event_id: Mapped[str | None] = mapped_column(String(200), default=None)

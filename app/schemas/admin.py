@@ -132,6 +132,7 @@ class MessageOut(BaseModel):
     text: str
     attachments: list[dict[str, Any]]
     end_user_id: str
+    reply_to_external_id: str | None
     status: str
     error: str | None
     provider_message_id: str | None

@@ -30,6 +30,11 @@ class PostRef(_Liberal):
     idOnExternalPlatform: str | None = None
 
 
+class MessageRef(_Liberal):
+    id: str | None = None
+    idOnExternalPlatform: str | None = None
+
+
 class MessagePayload(_Liberal):
     text: str | None = None
 
@@ -52,7 +57,7 @@ class _ReplyBody(_Liberal):
     recipients: list[EndUserRecipient] | None = None
     thread: ThreadRef | None = None
     brand: dict[str, Any] | None = None
-    replyToMessage: dict[str, Any] | None = None
+    replyToMessage: MessageRef | None = None
 
     @property
     def text(self) -> str:
@@ -62,6 +67,12 @@ class _ReplyBody(_Liberal):
         if content.payload is not None and content.payload.text:
             return content.payload.text
         return content.fallbackText or ""
+
+    @property
+    def reply_to(self) -> str | None:
+        """Which message this answers: our id when CXone knows it, else CXone's own message id."""
+        ref = self.replyToMessage
+        return (ref.idOnExternalPlatform or ref.id) if ref is not None else None
 
     @property
     def all_recipients(self) -> list[EndUserRecipient]:

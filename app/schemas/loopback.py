@@ -40,6 +40,7 @@ class ReceivedMessageOut(BaseModel):
     recipient_id: str
     text: str
     attachments: list[str]
+    reply_to: str | None
     received_at: datetime
 
 

@@ -156,6 +156,7 @@ async def _store_reply(
         text=text,
         attachments=attachments,
         end_user_id=recipients[0].idOnExternalPlatform,
+        reply_to_external_id=request.reply_to,
         status="queued",
         created_at=utcnow(),
     )
@@ -241,6 +242,7 @@ async def accept_inbound(
         end_user_id=event.sender_id,
         status="received",
         provider_event_id=event.event_id,
+        provider_message_id=event.event_id,
         created_at=utcnow(),
     )
     try:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 02:08:52.371658
+Create Date: 2026-11-25
 """
 
 from collections.abc import Sequence
@@ -101,6 +101,7 @@ def upgrade() -> None:
     sa.Column('text', sa.Text(), nullable=False),
     sa.Column('attachments', sa.JSON(), nullable=False),
     sa.Column('end_user_id', sa.String(length=200), nullable=False),
+    sa.Column('reply_to_external_id', sa.String(length=200), nullable=True),
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('error', sa.Text(), nullable=True),
     sa.Column('provider_event_id', sa.String(length=200), nullable=True),

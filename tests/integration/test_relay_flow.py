@@ -190,3 +190,37 @@ async def test_recipient_validation_uses_the_adapter_rules(stack: Stack, wired: 
     assert body["errorCode"] == "outboundValidationFailed"
     assert body["errors"][0]["path"] == ["endUserRecipients", 1, "idOnExternalPlatform"]
     assert body["displayErrorMessage"]
+
+
+async def test_a_reply_names_the_provider_message_it_answers(
+    stack: Stack, wired: Wired, admin_headers: dict[str, str]
+) -> None:
+    question = await customer_writes(
+        stack,
+        admin_headers,
+        wired.channel_id,
+        **{"from": "+15550100", "text": "Where is it?", "event_id": "sms-9"},
+    )
+    await stack.settle()
+    token = await stack.relay.post(
+        "/integration/box/1.0/token",
+        json={
+            "grant_type": "client_credentials",
+            "client_id": wired.integration["cxone_form"]["Client ID"],
+            "client_secret": wired.client_secret,
+        },
+    )
+    reply = await stack.relay.post(
+        f"/integration/box/2.0/channel/{wired.channel_id}/outbound",
+        headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+        json={
+            "thread": {"idOnExternalPlatform": question["thread_id"]},
+            "messageContent": {"type": "TEXT", "payload": {"text": "On its way"}},
+            "replyToMessage": {"idOnExternalPlatform": question["message_id"]},
+        },
+    )
+    assert reply.status_code == 200, reply.text
+    await stack.settle()
+    assert [(m.text, m.reply_to) for m in loopback(stack).inbox(wired.channel_id)] == [
+        ("On its way", "sms-9")
+    ]
