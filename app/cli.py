@@ -34,6 +34,8 @@ def _logging(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    # httpx logs every URL at INFO; URLs can carry end-user ids, which stay out of our logs.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @cli.command()
