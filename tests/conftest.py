@@ -221,6 +221,25 @@ async def wire_integration(
     )
 
 
+BOX_TOKEN_PATH = "/integration/box/1.0/token"
+
+
+def client_credentials(wired: Wired, *, secret: str | None = None) -> dict[str, str]:
+    """The JSON body CXone posts to our Authorization URL."""
+    return {
+        "grant_type": "client_credentials",
+        "client_id": str(wired.integration["cxone_form"]["Client ID"]),
+        "client_secret": secret if secret is not None else wired.client_secret,
+    }
+
+
+async def box_headers(stack: Stack, wired: Wired) -> dict[str, str]:
+    """What CXone sends on box calls once it holds a token."""
+    response = await stack.relay.post(BOX_TOKEN_PATH, json=client_credentials(wired))
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
 @pytest.fixture
 async def wired(stack: Stack, admin_headers: dict[str, str]) -> Wired:
     return await wire_integration(stack, admin_headers)

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from app.models import Channel, Integration
 from app.services.api_keys import Role
-from tests.conftest import CXONE_URL, Stack, Wired, new_api_key
+from tests.conftest import CXONE_URL, Stack, Wired, box_headers, new_api_key
 
 FORM_LABELS = [
     "Name",
@@ -206,17 +206,9 @@ async def test_deleting_a_channel_removes_it_in_cxone_and_keeps_its_history(
         await stack.relay.get(f"/api/v1/threads/{threads['items'][0]['id']}/messages", headers=admin_headers)
     ).json()
     assert [m["text"] for m in messages["items"]] == ["Before the end"]
-    token = await stack.relay.post(
-        "/integration/box/1.0/token",
-        json={
-            "grant_type": "client_credentials",
-            "client_id": wired.integration["cxone_form"]["Client ID"],
-            "client_secret": wired.client_secret,
-        },
-    )
     late = await stack.relay.post(
         f"/integration/box/2.0/channel/{wired.channel_id}/outbound",
-        headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+        headers=await box_headers(stack, wired),
         json={
             "messageContent": {"payload": {"text": "late"}},
             "endUserRecipients": [{"idOnExternalPlatform": "+1"}],

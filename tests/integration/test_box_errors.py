@@ -8,23 +8,14 @@ import pytest
 from sqlalchemy import func, select
 
 from app.models import Message, OutboxItem, Thread
-from tests.conftest import Stack, Wired, wire_integration
-from tests.integration.test_box_token import TOKEN_PATH, client_id
+from tests.conftest import Stack, Wired, box_headers, wire_integration
 
 BOX = "/integration/box"
 
 
 @pytest.fixture
 async def bearer(stack: Stack, wired: Wired) -> dict[str, str]:
-    response = await stack.relay.post(
-        TOKEN_PATH,
-        json={
-            "grant_type": "client_credentials",
-            "client_id": client_id(wired),
-            "client_secret": wired.client_secret,
-        },
-    )
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+    return await box_headers(stack, wired)
 
 
 async def stored_rows(stack: Stack) -> tuple[int, int, int]:

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from app.adapters.loopback import LoopbackAdapter
 from app.models import Message, Thread
-from tests.conftest import Stack, Wired, wire_integration
+from tests.conftest import Stack, Wired, box_headers, wire_integration
 
 ISO_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 CUSTOMER = {"idOnExternalPlatform": "+15550100", "name": "Ada Lovelace"}
@@ -202,17 +202,9 @@ async def test_a_reply_names_the_provider_message_it_answers(
         **{"from": "+15550100", "text": "Where is it?", "event_id": "sms-9"},
     )
     await stack.settle()
-    token = await stack.relay.post(
-        "/integration/box/1.0/token",
-        json={
-            "grant_type": "client_credentials",
-            "client_id": wired.integration["cxone_form"]["Client ID"],
-            "client_secret": wired.client_secret,
-        },
-    )
     reply = await stack.relay.post(
         f"/integration/box/2.0/channel/{wired.channel_id}/outbound",
-        headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+        headers=await box_headers(stack, wired),
         json={
             "thread": {"idOnExternalPlatform": question["thread_id"]},
             "messageContent": {"type": "TEXT", "payload": {"text": "On its way"}},
