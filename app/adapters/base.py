@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 
 @dataclass(frozen=True)
@@ -14,7 +15,8 @@ class Attachment:
 
 @dataclass(frozen=True)
 class OutboundMessage:
-    """An agent or bot message on its way to the customer."""
+    """An agent or bot message on its way to the customer. `message_id` doubles as the idempotency key:
+    it is the same on every retry, so a provider that dedupes on it never shows a message twice."""
 
     message_id: str
     channel_id: str
@@ -38,17 +40,55 @@ class InboundMessage:
 
 
 @dataclass(frozen=True)
+class DeliveryReceipt:
+    """The provider's word on a message we sent: it arrived, was read, or failed."""
+
+    provider_message_id: str
+    status: Literal["delivered", "seen", "failed"]
+    reason: str | None = None
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class TypingEvent:
+    sender_id: str
+    typing: bool
+
+
+InboundEvent = InboundMessage | DeliveryReceipt | TypingEvent
+
+
+@dataclass(frozen=True)
+class InboundRequest:
+    """A provider's webhook call, untouched: signatures are checked on these exact bytes."""
+
+    raw_body: bytes
+    headers: Mapping[str, str]  # names lower-cased
+    url: str  # the public URL the provider called (what it signed, for schemes that sign the URL)
+
+
+@dataclass(frozen=True)
 class SendResult:
-    """`provider_message_id` on success; otherwise `error` and whether retrying can help."""
+    """`provider_message_id` on success; otherwise `error` and how to treat it.
+
+    `permanent` means retrying cannot help (bad recipient, opted out, 4xx). `retry_after` is the provider's
+    own hint in seconds. `disable_destination` is set when the provider says the endpoint is gone (410).
+    """
 
     provider_message_id: str | None = None
     error: str | None = None
     permanent: bool = False
-    details: dict[str, Any] = field(default_factory=dict)
+    retry_after: float | None = None
+    status_code: int | None = None
+    disable_destination: bool = False
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+class SignatureError(Exception):
+    """The inbound request is not provably from the provider: answered 401, nothing is written."""
 
 
 class ChannelAdapter(Protocol):
@@ -58,12 +98,24 @@ class ChannelAdapter(Protocol):
         """Why this recipient id cannot be reached on this kind of channel, or None when it can."""
         ...
 
-    async def send(self, config: dict[str, Any], message: OutboundMessage) -> SendResult:
-        """Hand one message to the provider. Must not raise for provider errors: classify them."""
+    def destination(self, config: Mapping[str, Any]) -> str:
+        """What rate limits and circuit breakers are keyed by (a provider account, an endpoint URL)."""
+        ...
+
+    async def send(self, config: Mapping[str, Any], message: OutboundMessage) -> SendResult:
+        """Hand one message to the provider. Must not raise for provider or network errors: classify them."""
         ...
 
     async def show_typing(
-        self, config: dict[str, Any], channel_id: str, recipient_id: str, typing: bool
+        self, config: Mapping[str, Any], channel_id: str, recipient_id: str, typing: bool
     ) -> None:
         """Show or hide the agent's typing indicator to the customer, where the provider can."""
+        ...
+
+    def verify(self, request: InboundRequest, config: Mapping[str, Any]) -> None:
+        """Raise SignatureError unless the request is signed by the provider. Runs before any write."""
+        ...
+
+    def parse(self, request: InboundRequest, config: Mapping[str, Any]) -> list[InboundEvent]:
+        """The events in a verified request. Raise ValueError for a body that cannot be understood."""
         ...

@@ -10,12 +10,12 @@ import asyncio
 import re
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from app.adapters.base import InboundMessage, OutboundMessage, SendResult
+from app.adapters.base import InboundEvent, InboundMessage, InboundRequest, OutboundMessage, SendResult
 
 RECIPIENT_PATTERN = re.compile(r"^[A-Za-z0-9+@._:\-]{1,200}$")
 UNREACHABLE_PREFIX = "unreachable"
@@ -50,12 +50,21 @@ class LoopbackAdapter:
         """Where scripted answers go: the app wires this to the inbound use case."""
         self._answer = callback
 
+    def destination(self, config: Mapping[str, Any]) -> str:
+        return "loopback"
+
+    def verify(self, request: InboundRequest, config: Mapping[str, Any]) -> None:
+        """The fake customer writes through the admin API, which is authenticated already."""
+
+    def parse(self, request: InboundRequest, config: Mapping[str, Any]) -> list[InboundEvent]:
+        raise ValueError("the loopback customer writes through /api/v1/loopback, not a webhook")
+
     def recipient_error(self, recipient_id: str) -> str | None:
         if not RECIPIENT_PATTERN.fullmatch(recipient_id):
             return "Invalid recipient format: use 1-200 letters, digits or + @ . _ : -"
         return None
 
-    async def send(self, config: dict[str, Any], message: OutboundMessage) -> SendResult:
+    async def send(self, config: Mapping[str, Any], message: OutboundMessage) -> SendResult:
         if message.recipient_id.startswith(UNREACHABLE_PREFIX):
             return SendResult(error="loopback customer is unreachable", permanent=True)
         received = ReceivedMessage(
@@ -83,7 +92,7 @@ class LoopbackAdapter:
         return SendResult(provider_message_id=received.provider_message_id)
 
     async def show_typing(
-        self, config: dict[str, Any], channel_id: str, recipient_id: str, typing: bool
+        self, config: Mapping[str, Any], channel_id: str, recipient_id: str, typing: bool
     ) -> None:
         self._agent_typing[(channel_id, recipient_id)] = typing
 
