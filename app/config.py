@@ -31,8 +31,20 @@ class Settings(BaseSettings):
     cxone_timeout_seconds: float = Field(15.0, gt=0)
     simulator: bool = False
     worker: bool = True
-    worker_poll_seconds: float = Field(0.5, gt=0)
+    worker_poll_seconds: float = Field(0.2, gt=0)
+    worker_concurrency: int = Field(32, ge=1, le=1000)
+    lease_seconds: float = Field(30.0, ge=1)
+    shutdown_grace_seconds: float = Field(20.0, ge=0)
     inline_delivery_budget_seconds: float = Field(2.0, ge=0)
+    retry_base_seconds: float = Field(1.0, gt=0)
+    retry_cap_seconds: float = Field(300.0, gt=0)
+    retry_max_attempts: int = Field(12, ge=1)
+    retry_max_age_seconds: float = Field(24 * 3600.0, gt=0)
+    breaker_failure_threshold: int = Field(5, ge=1)
+    breaker_cooldown_seconds: float = Field(30.0, gt=0)
+    typing_ttl_seconds: float = Field(15.0, gt=0)
+    idempotency_key_ttl_seconds: float = Field(24 * 3600.0, gt=0)
+    crash_at: str = Field("", description="Tests only: exit the process abruptly at this named point.")
     log_level: str = "INFO"
 
     @model_validator(mode="after")

@@ -93,11 +93,12 @@ async def set_up_demo(runtime: Runtime, simulator: CxoneSimulator) -> None:
             )
         )
         if channel is None:
-            channel = await channels.create_channel(
+            channel, _ = await channels.create_channel(
                 session,
                 ChannelCreate(integration_id=integration.id, name=DEMO_CHANNEL, adapter="loopback"),
                 registry=runtime.registry,
                 gateway=runtime.gateway,
+                credential_box=runtime.credential_box,
             )
         else:
             await runtime.gateway.client_for(integration).create_channel(

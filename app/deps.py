@@ -45,10 +45,10 @@ def _bearer(request: Request) -> str | None:
     return None
 
 
-def require_role(role: Role) -> Callable[[Request, AsyncSession], Awaitable[ApiKey]]:
+def require_role(role: Role) -> Callable[[Request, Runtime], Awaitable[ApiKey]]:
     """Admin API auth: `Authorization: Bearer <key>` or `X-API-Key: <key>`, with at least `role`."""
 
-    async def dependency(request: Request, session: SessionDep) -> ApiKey:
+    async def dependency(request: Request, runtime: RuntimeDep) -> ApiKey:
         presented = request.headers.get("x-api-key") or _bearer(request)
         if not presented:
             raise ApiError(
@@ -57,7 +57,8 @@ def require_role(role: Role) -> Callable[[Request, AsyncSession], Awaitable[ApiK
                 "Send an API key as 'Authorization: Bearer <key>' (create one with: byoc apikey create).",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        key = await authenticate_api_key(session, presented)
+        async with runtime.sessions() as session:  # short: the endpoint's own transaction starts later
+            key = await authenticate_api_key(session, presented)
         if key is None:
             raise ApiError(
                 401,

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import httpx
 from fastapi import FastAPI
@@ -17,10 +18,14 @@ from app.adapters.loopback import CustomerWrites, LoopbackAdapter
 from app.adapters.registry import AdapterRegistry, default_registry
 from app.config import Settings, get_settings
 from app.db import create_engine, create_sessionmaker
+from app.delivery.handlers import DeliveryHandlers
+from app.delivery.policy import RetryPolicy
+from app.delivery.queue import BreakerPolicy, DeliveryQueue
 from app.delivery.worker import DeliveryWorker
 from app.errors import install_error_handlers
+from app.metrics import Metrics
 from app.models import Channel
-from app.routers import admin, box, health, loopback
+from app.routers import admin, box, deliveries, health, loopback, webhooks
 from app.runtime import Runtime
 from app.security import CredentialBox
 from app.services.cxone import CxoneGateway
@@ -39,12 +44,29 @@ def build_runtime(
 ) -> Runtime:
     engine = create_engine(settings.database_url)
     sessions = create_sessionmaker(engine)
-    registry = registry or default_registry()
     credential_box = CredentialBox(settings.secret_key)
     http = cxone_http or httpx.AsyncClient(timeout=settings.cxone_timeout_seconds)
+    registry = registry or default_registry(http)
     gateway = CxoneGateway(http, credential_box)
+    metrics = Metrics()
+    queue = DeliveryQueue(
+        sessions,
+        retry=RetryPolicy.from_settings(settings),
+        breaker=BreakerPolicy(
+            failure_threshold=settings.breaker_failure_threshold,
+            cooldown=timedelta(seconds=settings.breaker_cooldown_seconds),
+        ),
+        lease=timedelta(seconds=settings.lease_seconds),
+    )
+    handlers = DeliveryHandlers(sessions, registry=registry, gateway=gateway, credential_box=credential_box)
     worker = DeliveryWorker(
-        sessions, registry=registry, gateway=gateway, poll_seconds=settings.worker_poll_seconds
+        queue,
+        handlers,
+        metrics=metrics,
+        concurrency=settings.worker_concurrency,
+        poll_seconds=settings.worker_poll_seconds,
+        grace_seconds=settings.shutdown_grace_seconds,
+        crash_at=settings.crash_at,
     )
     runtime = Runtime(
         settings=settings,
@@ -54,6 +76,7 @@ def build_runtime(
         gateway=gateway,
         worker=worker,
         credential_box=credential_box,
+        metrics=metrics,
         http=http,
     )
     for name in registry.names():
@@ -122,6 +145,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(health.router)
     app.include_router(box.router, prefix=settings.box_path)
     app.include_router(admin.router)
+    app.include_router(deliveries.router)
+    app.include_router(webhooks.router)
     app.include_router(loopback.router)
     if settings.simulator:
         from app.cxone.simulator import CxoneSimulator

@@ -8,17 +8,19 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.adapters.base import InboundMessage
+from app.adapters.base import DeliveryReceipt, InboundEvent, InboundMessage
 from app.adapters.loopback import LoopbackAdapter
 from app.adapters.registry import AdapterRegistry
 from app.config import Settings
+from app.crashpoints import crash_point
 from app.db import session_scope
 from app.delivery.worker import DeliveryWorker
+from app.metrics import Metrics
 from app.models import Message
 from app.security import CredentialBox
 from app.services.channels import get_channel
 from app.services.cxone import CxoneGateway
-from app.services.relay import AcceptedInbound, accept_inbound
+from app.services.relay import AcceptedInbound, accept_inbound, accept_receipt
 
 
 @dataclass
@@ -30,6 +32,7 @@ class Runtime:
     gateway: CxoneGateway
     worker: DeliveryWorker
     credential_box: CredentialBox
+    metrics: Metrics
     http: httpx.AsyncClient
 
     async def receive_inbound(self, channel_id: str, event: InboundMessage) -> AcceptedInbound:
@@ -37,18 +40,39 @@ class Runtime:
         async with session_scope(self.sessions) as session:
             channel = await get_channel(session, channel_id, include_deleted=False)
             accepted = await accept_inbound(session, channel=channel, event=event)
-        await self.deliver_soon(accepted.outbox_id)
+        await self.deliver_soon(accepted.delivery_ids)
         return accepted
 
-    async def message_status(self, message_id: str) -> str | None:
-        """A fresh read, for answers given after the worker may have moved the message on."""
-        async with self.sessions() as session:
-            return await session.scalar(select(Message.status).where(Message.id == message_id))
+    async def receive_events(self, channel_id: str, events: list[InboundEvent]) -> list[AcceptedInbound]:
+        """Everything one verified webhook call carried, in one transaction: all of it is kept, or none."""
+        accepted: list[AcceptedInbound] = []
+        deliveries: list[int] = []
+        async with session_scope(self.sessions) as session:
+            channel = await get_channel(session, channel_id, include_deleted=False)
+            for event in events:
+                if isinstance(event, InboundMessage):
+                    stored = await accept_inbound(session, channel=channel, event=event)
+                    accepted.append(stored)
+                    deliveries += stored.delivery_ids
+                elif isinstance(event, DeliveryReceipt):
+                    deliveries += await accept_receipt(session, channel=channel, receipt=event)
+                # Customer typing has no documented way into CXone (see docs/cxone-contract.md §3.6).
+        crash_point(self.settings.crash_at, "webhook.after_commit")
+        await self.deliver_soon(deliveries)
+        return accepted
 
-    async def deliver_soon(self, outbox_id: int | None) -> None:
-        """After commit: try the side effect now, within the inline budget; the worker finishes the rest."""
-        if outbox_id is not None:
-            await self.worker.deliver_inline(outbox_id, self.settings.inline_delivery_budget_seconds)
+    async def message_state(self, message_id: str) -> tuple[str | None, str | None]:
+        """A fresh read of (status, error), for answers given after the worker may have moved it on."""
+        async with self.sessions() as session:
+            row = (
+                await session.execute(select(Message.status, Message.error).where(Message.id == message_id))
+            ).first()
+        return (row[0], row[1]) if row else (None, None)
+
+    async def deliver_soon(self, delivery_ids: list[int]) -> None:
+        """After commit: try the side effects now, within the inline budget; the worker finishes the rest."""
+        if delivery_ids:
+            await self.worker.deliver_inline(delivery_ids, self.settings.inline_delivery_budget_seconds)
 
     async def drain(self) -> None:
         """Wait for inline deliveries and scripted customer answers still under way."""

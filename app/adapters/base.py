@@ -93,6 +93,13 @@ class SignatureError(Exception):
 
 class ChannelAdapter(Protocol):
     name: str
+    secret_fields: tuple[str, ...]
+    """Config keys that hold secrets: stored encrypted, shown once, never returned by a GET."""
+
+    def prepare_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """A new channel's config, validated, with defaults filled in and secrets generated.
+        Raise ValueError saying what is wrong."""
+        ...
 
     def recipient_error(self, recipient_id: str) -> str | None:
         """Why this recipient id cannot be reached on this kind of channel, or None when it can."""

@@ -39,6 +39,7 @@ class ReceivedMessage:
 
 class LoopbackAdapter:
     name = "loopback"
+    secret_fields: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         self._inbox: dict[str, list[ReceivedMessage]] = defaultdict(list)
@@ -49,6 +50,16 @@ class LoopbackAdapter:
     def on_customer_message(self, callback: CustomerWrites) -> None:
         """Where scripted answers go: the app wires this to the inbound use case."""
         self._answer = callback
+
+    def prepare_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(config) - {"auto_reply"})
+        if unknown:
+            raise ValueError(
+                f"unknown key(s) {', '.join(unknown)}; the loopback channel takes only auto_reply"
+            )
+        if "auto_reply" in config and not isinstance(config["auto_reply"], str):
+            raise ValueError("auto_reply must be a text such as 'Got it: {text}'")
+        return dict(config)
 
     def destination(self, config: Mapping[str, Any]) -> str:
         return "loopback"

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import httpx
+
 from app.adapters.base import ChannelAdapter
 from app.adapters.loopback import LoopbackAdapter
+from app.adapters.webhook import WebhookAdapter
 from app.errors import ApiError
 
 
@@ -53,5 +56,6 @@ class AdapterRegistry:
             )
 
 
-def default_registry() -> AdapterRegistry:
-    return AdapterRegistry([LoopbackAdapter()])
+def default_registry(http: httpx.AsyncClient) -> AdapterRegistry:
+    """The built-in adapters; they share the app's HTTP client and its connection pool."""
+    return AdapterRegistry([LoopbackAdapter(), WebhookAdapter(http)])

@@ -2,8 +2,22 @@
 
 from app.models.base import Base
 from app.models.channels import Channel, Thread
+from app.models.delivery import Delivery, DeliveryAttempt, Destination, IdempotencyKey
 from app.models.integrations import BoxToken, Integration
-from app.models.messages import Message, OutboxItem
+from app.models.messages import InboundEvent, Message
 from app.models.security import ApiKey
 
-__all__ = ["ApiKey", "Base", "BoxToken", "Channel", "Integration", "Message", "OutboxItem", "Thread"]
+__all__ = [
+    "ApiKey",
+    "Base",
+    "BoxToken",
+    "Channel",
+    "Delivery",
+    "DeliveryAttempt",
+    "Destination",
+    "IdempotencyKey",
+    "InboundEvent",
+    "Integration",
+    "Message",
+    "Thread",
+]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, UTCDateTime, new_uuid, utcnow
@@ -21,6 +21,7 @@ class Channel(Base):
     name: Mapped[str] = mapped_column(String(100))
     adapter: Mapped[str] = mapped_column(String(50))
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    secrets_sealed: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 

@@ -1,11 +1,11 @@
-"""Every message that crosses the relay, and the outbox rows that carry its side effects."""
+"""Every message that crosses the relay, and the inbound events already seen."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, UTCDateTime, new_uuid, utcnow
@@ -15,7 +15,10 @@ class Message(Base):
     """Our id is the `idOnExternalPlatform` CXone sees; the provider's id is kept beside it."""
 
     __tablename__ = "messages"
-    __table_args__ = (UniqueConstraint("channel_id", "provider_event_id"),)
+    __table_args__ = (
+        UniqueConstraint("channel_id", "provider_event_id"),
+        UniqueConstraint("channel_id", "cxone_request_key"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
     channel_id: Mapped[str] = mapped_column(ForeignKey("channels.id"), index=True)
@@ -28,23 +31,18 @@ class Message(Base):
     status: Mapped[str] = mapped_column(String(20))
     error: Mapped[str | None] = mapped_column(Text, default=None)
     provider_event_id: Mapped[str | None] = mapped_column(String(200), default=None)
-    provider_message_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    provider_message_id: Mapped[str | None] = mapped_column(String(200), index=True, default=None)
+    cxone_request_key: Mapped[str | None] = mapped_column(String(200), default=None)
     cxone_message_id: Mapped[str | None] = mapped_column(String(100), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
-class OutboxItem(Base):
-    """A side effect that must leave the process, written in the same transaction as its cause."""
+class InboundEvent(Base):
+    """The inbox: one row per provider event ever accepted, so a resent event has no second effect."""
 
-    __tablename__ = "outbox"
+    __tablename__ = "inbound_events"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    kind: Mapped[str] = mapped_column(String(40))
-    message_id: Mapped[str] = mapped_column(ForeignKey("messages.id"), index=True)
-    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
-    last_error: Mapped[str | None] = mapped_column(Text, default=None)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    channel_id: Mapped[str] = mapped_column(ForeignKey("channels.id"), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -8,6 +8,7 @@ from app.deps import Admin, Operator, RuntimeDep, SessionDep, Viewer
 from app.models import Channel, Integration, Message, Thread
 from app.schemas.admin import (
     ChannelCreate,
+    ChannelCreated,
     ChannelOut,
     IntegrationCreate,
     IntegrationOut,
@@ -86,12 +87,20 @@ def _channel_out(channel: Channel) -> ChannelOut:
     return ChannelOut.model_validate(channel, from_attributes=True)
 
 
-@router.post("/channels", status_code=201, response_model=ChannelOut)
+@router.post("/channels", status_code=201, response_model=ChannelCreated)
 async def create_channel(
     data: ChannelCreate, session: SessionDep, runtime: RuntimeDep, _: Operator
-) -> ChannelOut:
-    channel = await channels.create_channel(session, data, registry=runtime.registry, gateway=runtime.gateway)
-    return _channel_out(channel)
+) -> ChannelCreated:
+    """Creates the channel in CXone, then here. Generated secrets (e.g. a webhook signing secret) are
+    in this answer only."""
+    channel, secrets = await channels.create_channel(
+        session,
+        data,
+        registry=runtime.registry,
+        gateway=runtime.gateway,
+        credential_box=runtime.credential_box,
+    )
+    return ChannelCreated(**_channel_out(channel).model_dump(), secrets=secrets)
 
 
 @router.get("/channels", response_model=Page[ChannelOut])

@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, unquote
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from app.crashpoints import crash_point
 from app.cxone.client import iso_ms
 from app.deps import BoxIntegration, RuntimeDep, SessionDep, box_body
 from app.schemas.box import (
@@ -74,6 +75,26 @@ async def token(
     return TokenResponse(access_token=access_token, expires_in=expires_in)
 
 
+def _request_key(request: Request, body: OutboundRequest | LegacyReplyRequest) -> str | None:
+    """What makes a retried CXone call recognisable: an Idempotency-Key header or an id in the body."""
+    return request.headers.get("idempotency-key") or body.cxone_request_key
+
+
+async def _commit_and_deliver(
+    session: SessionDep, runtime: RuntimeDep, accepted: relay.AcceptedReply
+) -> None:
+    """Stored first, then tried within the inline budget: a permanent provider error is answered at once,
+    anything slower is finished by the worker and reaches CXone through the message status API."""
+    await session.commit()
+    crash_point(runtime.settings.crash_at, "box.after_commit")
+    if accepted.duplicate:
+        return
+    await runtime.deliver_soon(accepted.delivery_ids)
+    status, error = await runtime.message_state(accepted.message.id)
+    if status == "failed":
+        raise relay.delivery_failed(error)
+
+
 def _message_url(runtime: RuntimeDep, message_id: str) -> str:
     return f"{runtime.settings.public_url}/api/v1/messages/{message_id}"
 
@@ -84,6 +105,7 @@ def _message_url(runtime: RuntimeDep, message_id: str) -> str:
     summary="Agent or bot reply, or proactive send (DFO 3.0 outbound)",
 )
 async def outbound(
+    request: Request,
     channel_id: str,
     integration: BoxIntegration,
     body: Annotated[OutboundRequest, Depends(box_body(OutboundRequest))],
@@ -91,10 +113,14 @@ async def outbound(
     runtime: RuntimeDep,
 ) -> OutboundResponse:
     accepted = await relay.accept_outbound(
-        session, integration=integration, channel_id=channel_id, request=body, registry=runtime.registry
+        session,
+        integration=integration,
+        channel_id=channel_id,
+        request=body,
+        request_key=_request_key(request, body),
+        registry=runtime.registry,
     )
-    await session.commit()
-    await runtime.deliver_soon(accepted.outbox_id)
+    await _commit_and_deliver(session, runtime, accepted)
     return OutboundResponse(
         message=OutboundMessageOut(
             idOnExternalPlatform=accepted.message.id,
@@ -112,6 +138,7 @@ async def outbound(
     summary="Agent or bot reply (legacy, when DFO 3.0 outbound is off)",
 )
 async def legacy_reply(
+    request: Request,
     post_id: str,
     integration: BoxIntegration,
     body: Annotated[LegacyReplyRequest, Depends(box_body(LegacyReplyRequest))],
@@ -119,10 +146,14 @@ async def legacy_reply(
     runtime: RuntimeDep,
 ) -> LegacyReplyResponse:
     accepted = await relay.accept_legacy_reply(
-        session, integration=integration, post_id=post_id, request=body, registry=runtime.registry
+        session,
+        integration=integration,
+        post_id=post_id,
+        request=body,
+        request_key=_request_key(request, body),
+        registry=runtime.registry,
     )
-    await session.commit()
-    await runtime.deliver_soon(accepted.outbox_id)
+    await _commit_and_deliver(session, runtime, accepted)
     return LegacyReplyResponse(idOnExternalPlatform=accepted.message.id)
 
 
@@ -139,14 +170,17 @@ async def sender_action(
     session: SessionDep,
     runtime: RuntimeDep,
 ) -> Response:
-    await relay.show_agent_typing(
+    deliveries = await relay.show_agent_typing(
         session,
         integration=integration,
         channel_id=channel_id,
         thread_external_id=thread_id,
         typing=body.senderAction.action == "isTypingOn",
         registry=runtime.registry,
+        ttl_seconds=runtime.settings.typing_ttl_seconds,
     )
+    await session.commit()
+    await runtime.deliver_soon(deliveries)
     return Response(status_code=204)
 
 

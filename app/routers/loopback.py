@@ -8,16 +8,18 @@ from fastapi import APIRouter
 
 from app.adapters.base import Attachment, InboundMessage
 from app.adapters.loopback import LoopbackAdapter
-from app.deps import Operator, RuntimeDep, SessionDep, Viewer
+from app.deps import Operator, RuntimeDep, Viewer
 from app.errors import ApiError
+from app.runtime import Runtime
 from app.schemas.loopback import CustomerMessageAccepted, CustomerMessageIn, LoopbackInbox, ReceivedMessageOut
 from app.services.channels import get_channel
 
 router = APIRouter(prefix="/api/v1/loopback", tags=["loopback fake customer"])
 
 
-async def _loopback(session: SessionDep, runtime: RuntimeDep, channel_id: str) -> LoopbackAdapter:
-    channel = await get_channel(session, channel_id)
+async def _loopback(runtime: Runtime, channel_id: str) -> LoopbackAdapter:
+    async with runtime.sessions() as session:
+        channel = await get_channel(session, channel_id)
     adapter = runtime.registry.get(channel.adapter)
     if not isinstance(adapter, LoopbackAdapter):
         raise ApiError(
@@ -28,10 +30,10 @@ async def _loopback(session: SessionDep, runtime: RuntimeDep, channel_id: str) -
 
 @router.post("/{channel_id}/customer-messages", status_code=202, response_model=CustomerMessageAccepted)
 async def customer_writes(
-    channel_id: str, data: CustomerMessageIn, session: SessionDep, runtime: RuntimeDep, _: Operator
+    channel_id: str, data: CustomerMessageIn, runtime: RuntimeDep, _: Operator
 ) -> CustomerMessageAccepted:
     """The fake customer sends a message, as a provider's webhook would deliver it."""
-    await _loopback(session, runtime, channel_id)
+    await _loopback(runtime, channel_id)
     if not data.text.strip() and not data.attachments:
         raise ApiError(422, "empty_message", "text: a message needs text or at least one attachment.")
     accepted = await runtime.receive_inbound(
@@ -44,18 +46,19 @@ async def customer_writes(
             attachments=tuple(Attachment(url=a.url, friendly_name=a.friendly_name) for a in data.attachments),
         ),
     )
+    status, _error = await runtime.message_state(accepted.message.id)
     return CustomerMessageAccepted(
         message_id=accepted.message.id,
         thread_id=accepted.thread.external_id,
-        status=await runtime.message_status(accepted.message.id) or accepted.message.status,
+        status=status or accepted.message.status,
         duplicate=accepted.duplicate,
     )
 
 
 @router.get("/{channel_id}/inbox", response_model=LoopbackInbox)
-async def inbox(channel_id: str, session: SessionDep, runtime: RuntimeDep, _: Viewer) -> LoopbackInbox:
+async def inbox(channel_id: str, runtime: RuntimeDep, _: Viewer) -> LoopbackInbox:
     """Everything the fake customer received on this channel, oldest first."""
-    adapter = await _loopback(session, runtime, channel_id)
+    adapter = await _loopback(runtime, channel_id)
     return LoopbackInbox(
         channel_id=channel_id,
         messages=[ReceivedMessageOut(**asdict(m)) for m in adapter.inbox(channel_id)],

@@ -112,6 +112,13 @@ class ChannelOut(BaseModel):
     deleted_at: datetime | None
 
 
+class ChannelCreated(ChannelOut):
+    secrets: dict[str, str] = Field(
+        default_factory=dict,
+        description="The channel's secrets (e.g. a webhook signing secret), shown only now.",
+    )
+
+
 class ThreadOut(BaseModel):
     id: str
     channel_id: str

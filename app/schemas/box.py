@@ -69,6 +69,16 @@ class _ReplyBody(_Liberal):
         return content.fallbackText or ""
 
     @property
+    def cxone_request_key(self) -> str | None:
+        """CXone's own id for this send, where the body carries one, so a retried call is recognised."""
+        extra = self.model_extra or {}
+        nested = extra.get("message")
+        candidates = [extra.get("idempotencyKey"), extra.get("messageId"), extra.get("id")]
+        if isinstance(nested, dict):
+            candidates.append(nested.get("id"))
+        return next((str(c) for c in candidates if isinstance(c, str | int) and str(c)), None)
+
+    @property
     def reply_to(self) -> str | None:
         """Which message this answers: our id when CXone knows it, else CXone's own message id."""
         ref = self.replyToMessage

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,6 +15,7 @@ from app.errors import ApiError, not_found
 from app.models import Channel, Integration, Message, Thread
 from app.models.base import utcnow
 from app.schemas.admin import ChannelCreate
+from app.security import CredentialBox
 from app.services.cxone import CxoneGateway
 from app.services.integrations import get_integration
 
@@ -50,9 +52,23 @@ def channel_spec(channel: Channel, integration: Integration) -> ChannelSpec:
     )
 
 
+def channel_config(channel: Channel, credential_box: CredentialBox) -> dict[str, Any]:
+    """What the adapter works with: the public settings plus the decrypted secrets."""
+    config = dict(channel.config)
+    if channel.secrets_sealed:
+        config.update(credential_box.open(channel.secrets_sealed))
+    return config
+
+
 async def create_channel(
-    session: AsyncSession, data: ChannelCreate, *, registry: AdapterRegistry, gateway: CxoneGateway
-) -> Channel:
+    session: AsyncSession,
+    data: ChannelCreate,
+    *,
+    registry: AdapterRegistry,
+    gateway: CxoneGateway,
+    credential_box: CredentialBox,
+) -> tuple[Channel, dict[str, str]]:
+    """Returns the channel and its secrets, which are shown this once and stored encrypted."""
     integration = await get_integration(session, data.integration_id)
     if integration.cxone_integration_id is None:
         raise ApiError(
@@ -61,13 +77,19 @@ async def create_channel(
             "CXone needs the BYOC Integration ID to create a channel. Copy it from CXone's list of "
             f"BYOC integrations and set it with PATCH /api/v1/integrations/{integration.id}.",
         )
-    registry.for_new_channel(data.adapter)
+    adapter = registry.for_new_channel(data.adapter)
+    try:
+        config = adapter.prepare_config(data.config)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_channel_config", f"config: {exc}") from None
+    secrets = {key: str(config.pop(key)) for key in adapter.secret_fields if config.get(key) is not None}
     channel = Channel(
         id=mint_channel_id(),
         integration_id=integration.id,
         name=data.name,
         adapter=data.adapter,
-        config=data.config,
+        config=config,
+        secrets_sealed=credential_box.seal(secrets) if secrets else None,
     )
     session.add(channel)
     await session.flush()
@@ -75,7 +97,7 @@ async def create_channel(
         await gateway.client_for(integration).create_channel(channel_spec(channel, integration))
     except DfoError as exc:
         raise cxone_failure(exc) from exc
-    return channel
+    return channel, secrets
 
 
 async def get_channel(session: AsyncSession, channel_id: str, *, include_deleted: bool = True) -> Channel:

@@ -14,15 +14,18 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.adapters.base import ChannelAdapter, InboundMessage
+from app.adapters.base import ChannelAdapter, DeliveryReceipt, InboundMessage
 from app.adapters.registry import AdapterRegistry
+from app.delivery.kinds import (
+    enqueue_cxone_create,
+    enqueue_cxone_status,
+    enqueue_provider_send,
+    enqueue_provider_typing,
+)
 from app.errors import ApiError, RawJSONError, not_found
-from app.models import Channel, Integration, Message, OutboxItem, Thread
+from app.models import Channel, InboundEvent, Integration, Message, Thread
 from app.models.base import utcnow
 from app.schemas.box import EndUserRecipient, LegacyReplyRequest, OutboundRequest
-
-SEND_TO_PROVIDER = "provider.send"
-CREATE_IN_CXONE = "cxone.create_message"
 
 
 @dataclass(frozen=True)
@@ -30,14 +33,15 @@ class AcceptedReply:
     message: Message
     thread: Thread
     recipients: list[EndUserRecipient]
-    outbox_id: int
+    delivery_ids: list[int]
+    duplicate: bool = False
 
 
 @dataclass(frozen=True)
 class AcceptedInbound:
     message: Message
     thread: Thread
-    outbox_id: int | None
+    delivery_ids: list[int]
     duplicate: bool
 
 
@@ -52,6 +56,19 @@ def outbound_validation_failed(problems: list[tuple[int, str]]) -> RawJSONError:
                 {"path": ["endUserRecipients", index, "idOnExternalPlatform"], "message": message}
                 for index, message in problems
             ],
+        },
+    )
+
+
+def delivery_failed(reason: str | None) -> RawJSONError:
+    """A permanent provider error met during the inline attempt, in the shape CXone shows to the agent."""
+    message = (reason or "The message could not be delivered.")[:300]
+    return RawJSONError(
+        400,
+        {
+            "displayErrorMessage": message,
+            "errorCode": "outboundDeliveryFailed",
+            "errors": [{"path": ["messageContent"], "message": message}],
         },
     )
 
@@ -106,9 +123,16 @@ async def _store_reply(
     *,
     channel: Channel,
     request: OutboundRequest | LegacyReplyRequest,
+    request_key: str | None,
     thread: Thread | None,
     registry: AdapterRegistry,
 ) -> AcceptedReply:
+    if request_key is not None:
+        repeated = await session.scalar(
+            select(Message).where(Message.channel_id == channel.id, Message.cxone_request_key == request_key)
+        )
+        if repeated is not None:
+            return await _repeated_reply(session, repeated)
     adapter = registry.get(channel.adapter)
     text = request.text
     attachments: list[dict[str, Any]] = [
@@ -132,11 +156,8 @@ async def _store_reply(
                 "recipient_required",
                 "endUserRecipients: a message that starts a conversation needs a recipient.",
             )
-        thread = (
-            None
-            if requested_thread_id
-            else await _latest_thread(session, channel.id, recipients[0].idOnExternalPlatform)
-        )
+        if not requested_thread_id:
+            thread = await _latest_thread(session, channel.id, recipients[0].idOnExternalPlatform)
         if thread is None:
             thread = Thread(
                 channel_id=channel.id,
@@ -157,15 +178,38 @@ async def _store_reply(
         attachments=attachments,
         end_user_id=recipients[0].idOnExternalPlatform,
         reply_to_external_id=request.reply_to,
+        cxone_request_key=request_key,
         status="queued",
         created_at=utcnow(),
     )
-    session.add(message)
-    await session.flush()
-    outbox = OutboxItem(kind=SEND_TO_PROVIDER, message_id=message.id)
-    session.add(outbox)
-    await session.flush()
-    return AcceptedReply(message=message, thread=thread, recipients=recipients, outbox_id=outbox.id)
+    try:
+        async with session.begin_nested():
+            session.add(message)
+            await session.flush()
+    except IntegrityError:
+        # The same CXone request is being stored concurrently; answer what the first one stored.
+        repeated = await session.scalar(
+            select(Message).where(Message.channel_id == channel.id, Message.cxone_request_key == request_key)
+        )
+        if repeated is None:
+            raise
+        return await _repeated_reply(session, repeated)
+    delivery = await enqueue_provider_send(
+        session, message=message, thread=thread, destination=adapter.destination(channel.config)
+    )
+    return AcceptedReply(message=message, thread=thread, recipients=recipients, delivery_ids=[delivery.id])
+
+
+async def _repeated_reply(session: AsyncSession, message: Message) -> AcceptedReply:
+    thread = await session.get(Thread, message.thread_id)
+    assert thread is not None
+    recipient = EndUserRecipient(
+        idOnExternalPlatform=message.end_user_id,
+        name=thread.end_user_name if thread.end_user_id == message.end_user_id else None,
+    )
+    return AcceptedReply(
+        message=message, thread=thread, recipients=[recipient], delivery_ids=[], duplicate=True
+    )
 
 
 async def accept_outbound(
@@ -174,11 +218,14 @@ async def accept_outbound(
     integration: Integration,
     channel_id: str,
     request: OutboundRequest,
+    request_key: str | None,
     registry: AdapterRegistry,
 ) -> AcceptedReply:
     """`2.0/channel/{channelId}/outbound`: an agent or bot reply, or a proactive first message."""
     channel = await box_channel(session, integration, channel_id)
-    return await _store_reply(session, channel=channel, request=request, thread=None, registry=registry)
+    return await _store_reply(
+        session, channel=channel, request=request, request_key=request_key, thread=None, registry=registry
+    )
 
 
 async def accept_legacy_reply(
@@ -187,6 +234,7 @@ async def accept_legacy_reply(
     integration: Integration,
     post_id: str,
     request: LegacyReplyRequest,
+    request_key: str | None,
     registry: AdapterRegistry,
 ) -> AcceptedReply:
     """`1.0/posts/{postId}/messages`: the post id is CXone's internal thread id, or our own thread id."""
@@ -211,7 +259,9 @@ async def accept_legacy_reply(
         raise not_found("thread", post_id)
     channel = await session.get(Channel, thread.channel_id)
     assert channel is not None
-    return await _store_reply(session, channel=channel, request=request, thread=thread, registry=registry)
+    return await _store_reply(
+        session, channel=channel, request=request, request_key=request_key, thread=thread, registry=registry
+    )
 
 
 async def accept_inbound(
@@ -258,10 +308,10 @@ async def accept_inbound(
         if existing is None:
             raise
         return await _duplicate(session, existing)
-    outbox = OutboxItem(kind=CREATE_IN_CXONE, message_id=message.id)
-    session.add(outbox)
-    await session.flush()
-    return AcceptedInbound(message=message, thread=thread, outbox_id=outbox.id, duplicate=False)
+    delivery = await enqueue_cxone_create(
+        session, message=message, thread=thread, integration_id=channel.integration_id
+    )
+    return AcceptedInbound(message=message, thread=thread, delivery_ids=[delivery.id], duplicate=False)
 
 
 async def _message_for_event(session: AsyncSession, channel_id: str, event_id: str) -> Message | None:
@@ -272,7 +322,7 @@ async def _message_for_event(session: AsyncSession, channel_id: str, event_id: s
 async def _duplicate(session: AsyncSession, message: Message) -> AcceptedInbound:
     thread = await session.get(Thread, message.thread_id)
     assert thread is not None
-    return AcceptedInbound(message=message, thread=thread, outbox_id=None, duplicate=True)
+    return AcceptedInbound(message=message, thread=thread, delivery_ids=[], duplicate=True)
 
 
 async def show_agent_typing(
@@ -283,11 +333,68 @@ async def show_agent_typing(
     thread_external_id: str,
     typing: bool,
     registry: AdapterRegistry,
-) -> None:
+    ttl_seconds: float,
+) -> list[int]:
     """Typing is best effort: an unknown thread is ignored rather than refused, so CXone never retries it."""
     channel = await box_channel(session, integration, channel_id)
     thread = await _thread_by_external_id(session, channel.id, thread_external_id)
-    if thread is not None:
-        await registry.get(channel.adapter).show_typing(
-            channel.config, channel.id, thread.end_user_id, typing
+    if thread is None:
+        return []
+    delivery = await enqueue_provider_typing(
+        session,
+        channel=channel,
+        thread=thread,
+        destination=registry.get(channel.adapter).destination(channel.config),
+        typing=typing,
+        ttl_seconds=ttl_seconds,
+    )
+    return [delivery.id]
+
+
+RECEIPT_ORDER = {"queued": 0, "sent": 1, "delivered": 2, "seen": 3}
+
+
+async def accept_receipt(session: AsyncSession, *, channel: Channel, receipt: DeliveryReceipt) -> list[int]:
+    """A provider's delivery or read receipt: the message moves on and CXone is told, once per event."""
+    if receipt.event_id is not None and not await _first_sighting(
+        session, channel.id, receipt.event_id, "receipt"
+    ):
+        return []
+    message = await session.scalar(
+        select(Message)
+        .where(
+            Message.channel_id == channel.id,
+            Message.direction == "outbound",
+            or_(
+                Message.provider_message_id == receipt.provider_message_id,
+                Message.id == receipt.provider_message_id,
+            ),
         )
+        .limit(1)
+    )
+    if message is None:
+        return []
+    if receipt.status == "failed":
+        message.status, message.error = "failed", receipt.reason or "the provider reported a failure"
+    elif RECEIPT_ORDER.get(receipt.status, 0) > RECEIPT_ORDER.get(message.status, 0):
+        message.status = receipt.status
+    else:
+        return []  # a late "delivered" after "seen" changes nothing
+    delivery = await enqueue_cxone_status(
+        session,
+        message=message,
+        integration_id=channel.integration_id,
+        status=receipt.status,
+        reason=receipt.reason,
+    )
+    return [delivery.id]
+
+
+async def _first_sighting(session: AsyncSession, channel_id: str, event_id: str, kind: str) -> bool:
+    try:
+        async with session.begin_nested():
+            session.add(InboundEvent(channel_id=channel_id, event_id=event_id, kind=kind))
+            await session.flush()
+    except IntegrityError:
+        return False
+    return True

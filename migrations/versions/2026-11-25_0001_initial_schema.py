@@ -32,6 +32,33 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_api_keys')),
     sa.UniqueConstraint('prefix', name=op.f('uq_api_keys_prefix'))
     )
+    op.create_table('destinations',
+    sa.Column('key', sa.String(length=300), nullable=False),
+    sa.Column('rate_per_second', sa.Float(), nullable=True),
+    sa.Column('burst', sa.Float(), nullable=False),
+    sa.Column('tokens', sa.Float(), nullable=False),
+    sa.Column('tokens_at', app.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('breaker_state', sa.String(length=10), nullable=False),
+    sa.Column('consecutive_failures', sa.Integer(), nullable=False),
+    sa.Column('opened_at', app.models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('probe_until', app.models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('disabled_at', app.models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('disabled_reason', sa.Text(), nullable=True),
+    sa.Column('updated_at', app.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('key', name=op.f('pk_destinations'))
+    )
+    op.create_table('idempotency_keys',
+    sa.Column('scope', sa.String(length=40), nullable=False),
+    sa.Column('key', sa.String(length=255), nullable=False),
+    sa.Column('request_hash', sa.String(length=64), nullable=False),
+    sa.Column('status_code', sa.Integer(), nullable=True),
+    sa.Column('response_sealed', sa.Text(), nullable=True),
+    sa.Column('created_at', app.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('scope', 'key', name=op.f('pk_idempotency_keys'))
+    )
+    with op.batch_alter_table('idempotency_keys', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_idempotency_keys_created_at'), ['created_at'], unique=False)
+
     op.create_table('integrations',
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('name', sa.String(length=100), nullable=False),
@@ -66,6 +93,7 @@ def upgrade() -> None:
     sa.Column('name', sa.String(length=100), nullable=False),
     sa.Column('adapter', sa.String(length=50), nullable=False),
     sa.Column('config', sa.JSON(), nullable=False),
+    sa.Column('secrets_sealed', sa.Text(), nullable=True),
     sa.Column('created_at', app.models.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('deleted_at', app.models.base.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['integration_id'], ['integrations.id'], name=op.f('fk_channels_integration_id_integrations')),
@@ -74,6 +102,14 @@ def upgrade() -> None:
     with op.batch_alter_table('channels', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_channels_integration_id'), ['integration_id'], unique=False)
 
+    op.create_table('inbound_events',
+    sa.Column('channel_id', sa.String(length=64), nullable=False),
+    sa.Column('event_id', sa.String(length=200), nullable=False),
+    sa.Column('kind', sa.String(length=20), nullable=False),
+    sa.Column('received_at', app.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['channel_id'], ['channels.id'], name=op.f('fk_inbound_events_channel_id_channels')),
+    sa.PrimaryKeyConstraint('channel_id', 'event_id', name=op.f('pk_inbound_events'))
+    )
     op.create_table('threads',
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('channel_id', sa.String(length=64), nullable=False),
@@ -106,48 +142,94 @@ def upgrade() -> None:
     sa.Column('error', sa.Text(), nullable=True),
     sa.Column('provider_event_id', sa.String(length=200), nullable=True),
     sa.Column('provider_message_id', sa.String(length=200), nullable=True),
+    sa.Column('cxone_request_key', sa.String(length=200), nullable=True),
     sa.Column('cxone_message_id', sa.String(length=100), nullable=True),
     sa.Column('created_at', app.models.base.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['channel_id'], ['channels.id'], name=op.f('fk_messages_channel_id_channels')),
     sa.ForeignKeyConstraint(['thread_id'], ['threads.id'], name=op.f('fk_messages_thread_id_threads')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_messages')),
+    sa.UniqueConstraint('channel_id', 'cxone_request_key', name=op.f('uq_messages_channel_id_cxone_request_key')),
     sa.UniqueConstraint('channel_id', 'provider_event_id', name=op.f('uq_messages_channel_id_provider_event_id'))
     )
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_messages_channel_id'), ['channel_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_messages_created_at'), ['created_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_messages_provider_message_id'), ['provider_message_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_messages_thread_id'), ['thread_id'], unique=False)
 
-    op.create_table('outbox',
+    op.create_table('deliveries',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('kind', sa.String(length=40), nullable=False),
-    sa.Column('message_id', sa.String(length=36), nullable=False),
+    sa.Column('channel_id', sa.String(length=64), nullable=False),
+    sa.Column('message_id', sa.String(length=36), nullable=True),
+    sa.Column('ordering_key', sa.String(length=120), nullable=False),
+    sa.Column('destination', sa.String(length=300), nullable=False),
+    sa.Column('idempotency_key', sa.String(length=200), nullable=False),
+    sa.Column('payload', sa.JSON(), nullable=False),
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('budget_from_attempt', sa.Integer(), nullable=False),
+    sa.Column('budget_from', app.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('replays', sa.Integer(), nullable=False),
     sa.Column('next_attempt_at', app.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', app.models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('lease_owner', sa.String(length=40), nullable=True),
     sa.Column('lease_until', app.models.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('last_error', sa.Text(), nullable=True),
+    sa.Column('last_status_code', sa.Integer(), nullable=True),
     sa.Column('created_at', app.models.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('completed_at', app.models.base.UTCDateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['message_id'], ['messages.id'], name=op.f('fk_outbox_message_id_messages')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox'))
+    sa.Column('updated_at', app.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('finished_at', app.models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['channel_id'], ['channels.id'], name=op.f('fk_deliveries_channel_id_channels')),
+    sa.ForeignKeyConstraint(['message_id'], ['messages.id'], name=op.f('fk_deliveries_message_id_messages')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_deliveries'))
     )
-    with op.batch_alter_table('outbox', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_outbox_message_id'), ['message_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_outbox_status'), ['status'], unique=False)
+    with op.batch_alter_table('deliveries', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_deliveries_channel_id'), ['channel_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_deliveries_destination'), ['destination'], unique=False)
+        batch_op.create_index('ix_deliveries_due', ['status', 'next_attempt_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_deliveries_message_id'), ['message_id'], unique=False)
+        batch_op.create_index('ix_deliveries_ordering', ['ordering_key', 'status'], unique=False)
+
+    op.create_table('delivery_attempts',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('delivery_id', sa.Integer(), nullable=False),
+    sa.Column('attempt_no', sa.Integer(), nullable=False),
+    sa.Column('worker', sa.String(length=40), nullable=False),
+    sa.Column('started_at', app.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('finished_at', app.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('latency_ms', sa.Float(), nullable=False),
+    sa.Column('outcome', sa.String(length=20), nullable=False),
+    sa.Column('status_code', sa.Integer(), nullable=True),
+    sa.Column('error_class', sa.String(length=80), nullable=True),
+    sa.Column('response_excerpt', sa.Text(), nullable=True),
+    sa.ForeignKeyConstraint(['delivery_id'], ['deliveries.id'], name=op.f('fk_delivery_attempts_delivery_id_deliveries'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_delivery_attempts')),
+    sa.UniqueConstraint('delivery_id', 'attempt_no', name=op.f('uq_delivery_attempts_delivery_id_attempt_no'))
+    )
+    with op.batch_alter_table('delivery_attempts', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_delivery_attempts_delivery_id'), ['delivery_id'], unique=False)
 
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
-    with op.batch_alter_table('outbox', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_outbox_status'))
-        batch_op.drop_index(batch_op.f('ix_outbox_message_id'))
+    with op.batch_alter_table('delivery_attempts', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_delivery_attempts_delivery_id'))
 
-    op.drop_table('outbox')
+    op.drop_table('delivery_attempts')
+    with op.batch_alter_table('deliveries', schema=None) as batch_op:
+        batch_op.drop_index('ix_deliveries_ordering')
+        batch_op.drop_index(batch_op.f('ix_deliveries_message_id'))
+        batch_op.drop_index('ix_deliveries_due')
+        batch_op.drop_index(batch_op.f('ix_deliveries_destination'))
+        batch_op.drop_index(batch_op.f('ix_deliveries_channel_id'))
+
+    op.drop_table('deliveries')
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_messages_thread_id'))
+        batch_op.drop_index(batch_op.f('ix_messages_provider_message_id'))
         batch_op.drop_index(batch_op.f('ix_messages_created_at'))
         batch_op.drop_index(batch_op.f('ix_messages_channel_id'))
 
@@ -158,6 +240,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_threads_channel_id'))
 
     op.drop_table('threads')
+    op.drop_table('inbound_events')
     with op.batch_alter_table('channels', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_channels_integration_id'))
 
@@ -168,5 +251,10 @@ def downgrade() -> None:
 
     op.drop_table('box_tokens')
     op.drop_table('integrations')
+    with op.batch_alter_table('idempotency_keys', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_idempotency_keys_created_at'))
+
+    op.drop_table('idempotency_keys')
+    op.drop_table('destinations')
     op.drop_table('api_keys')
     # ### end Alembic commands ###

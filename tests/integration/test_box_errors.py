@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from app.models import Message, OutboxItem, Thread
+from app.models import Delivery, Message, Thread
 from tests.conftest import Stack, Wired, box_headers, wire_integration
 
 BOX = "/integration/box"
@@ -22,7 +22,7 @@ async def stored_rows(stack: Stack) -> tuple[int, int, int]:
     async with stack.runtime.sessions() as session:
         counts = [
             int(await session.scalar(select(func.count()).select_from(model)) or 0)
-            for model in (Message, Thread, OutboxItem)
+            for model in (Message, Thread, Delivery)
         ]
     return counts[0], counts[1], counts[2]
 

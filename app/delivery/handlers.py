@@ -1,0 +1,219 @@
+"""What each kind of outbox row does when it is attempted, and how its result is classified."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.adapters.base import Attachment, OutboundMessage
+from app.adapters.registry import AdapterRegistry
+from app.cxone.client import Attachment as CxoneAttachment
+from app.cxone.client import EndUserIdentity, MessageContent, MessageThread, NewMessage
+from app.cxone.errors import DfoAuthError, DfoError, DfoNotFound, DfoRateLimited, is_retryable
+from app.delivery.kinds import (
+    CREATE_IN_CXONE,
+    SEND_TO_PROVIDER,
+    STATUS_TO_CXONE,
+    TYPING_TO_PROVIDER,
+    enqueue_cxone_status,
+)
+from app.delivery.policy import Outcome, delivered, is_retryable_status
+from app.models import Channel, Delivery, Integration, Message, Thread
+from app.models.base import utcnow
+from app.security import CredentialBox
+from app.services.channels import channel_config
+from app.services.cxone import CxoneGateway
+
+
+class DeliveryHandlers:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        registry: AdapterRegistry,
+        gateway: CxoneGateway,
+        credential_box: CredentialBox,
+    ) -> None:
+        self._sessions = sessions
+        self._registry = registry
+        self._gateway = gateway
+        self._box = credential_box
+
+    async def perform(self, delivery_id: int) -> Outcome:
+        async with self._sessions() as session:
+            delivery = await session.get(Delivery, delivery_id)
+            assert delivery is not None
+            channel = await session.get(Channel, delivery.channel_id)
+            assert channel is not None
+            integration = await session.get(Integration, channel.integration_id)
+            assert integration is not None
+            message = await session.get(Message, delivery.message_id) if delivery.message_id else None
+            thread = await session.get(Thread, message.thread_id) if message else None
+            reply_to = await _provider_id_of(session, message) if message else None
+        if delivery.expires_at is not None and delivery.expires_at <= utcnow():
+            return Outcome("expired", error="expired before it could be delivered")
+        if delivery.kind == SEND_TO_PROVIDER:
+            assert message is not None
+            assert thread is not None
+            return await self._send_to_provider(channel, message, thread, reply_to)
+        if delivery.kind == TYPING_TO_PROVIDER:
+            adapter = self._registry.get(channel.adapter)
+            await adapter.show_typing(
+                channel_config(channel, self._box),
+                channel.id,
+                delivery.payload["recipient_id"],
+                delivery.payload["typing"],
+            )
+            return delivered()
+        if delivery.kind == CREATE_IN_CXONE:
+            assert message is not None
+            assert thread is not None
+            return await self._create_in_cxone(integration, channel, message, thread)
+        if delivery.kind == STATUS_TO_CXONE:
+            assert message is not None
+            return await self._status_to_cxone(integration, channel, message, delivery.payload)
+        return Outcome("dead", error=f"unknown outbox kind {delivery.kind!r}")
+
+    async def on_dead(self, session: AsyncSession, delivery: Delivery) -> None:
+        """A dead send fails the message; for an agent reply, CXone is told why."""
+        if delivery.message_id is None or delivery.kind not in (SEND_TO_PROVIDER, CREATE_IN_CXONE):
+            return
+        message = await session.get(Message, delivery.message_id)
+        if message is None:
+            return
+        message.status = "failed"
+        message.error = delivery.last_error
+        if delivery.kind == SEND_TO_PROVIDER:
+            channel = await session.get(Channel, message.channel_id)
+            assert channel is not None
+            await enqueue_cxone_status(
+                session,
+                message=message,
+                integration_id=channel.integration_id,
+                status="failed",
+                reason=(delivery.last_error or "delivery failed")[:500],
+            )
+
+    async def _send_to_provider(
+        self, channel: Channel, message: Message, thread: Thread, reply_to: str | None
+    ) -> Outcome:
+        adapter = self._registry.get(channel.adapter)
+        result = await adapter.send(
+            channel_config(channel, self._box),
+            OutboundMessage(
+                message_id=message.id,
+                channel_id=channel.id,
+                thread_id=thread.external_id,
+                recipient_id=message.end_user_id,
+                recipient_name=thread.end_user_name if thread.end_user_id == message.end_user_id else None,
+                text=message.text,
+                attachments=tuple(
+                    Attachment(url=a["url"], friendly_name=a.get("friendlyName")) for a in message.attachments
+                ),
+                reply_to_provider_message_id=reply_to,
+            ),
+        )
+        if result.ok:
+            provider_id = result.provider_message_id
+
+            async def mark_sent(session: AsyncSession) -> None:
+                await session.execute(
+                    update(Message)
+                    .where(Message.id == message.id, Message.status.in_(("queued", "failed")))
+                    .values(status="sent", provider_message_id=provider_id, error=None)
+                )
+
+            return delivered(mark_sent, status_code=result.status_code)
+        retryable = not result.permanent and (
+            result.status_code is None or is_retryable_status(result.status_code)
+        )
+        return Outcome(
+            "retry" if retryable else "dead",
+            error=result.error,
+            status_code=result.status_code,
+            retry_after=result.retry_after,
+            disable_destination=result.disable_destination,
+            error_class="transport" if result.status_code is None else f"http_{result.status_code}",
+        )
+
+    async def _create_in_cxone(
+        self, integration: Integration, channel: Channel, message: Message, thread: Thread
+    ) -> Outcome:
+        body = NewMessage(
+            id_on_external_platform=message.id,
+            direction="inbound",
+            created_at_with_milliseconds=message.created_at,
+            thread=MessageThread(id_on_external_platform=thread.external_id),
+            message_content=MessageContent.of_text(message.text),
+            author_end_user_identity=EndUserIdentity(
+                id_on_external_platform=message.end_user_id, nickname=thread.end_user_name
+            ),
+            attachments=[
+                CxoneAttachment(friendly_name=a.get("friendlyName") or "attachment", url=a["url"])
+                for a in message.attachments
+            ]
+            or None,
+        )
+        try:
+            created = await self._gateway.client_for(integration).create_message(channel.id, body)
+        except DfoError as exc:
+            return _cxone_failure(exc)
+
+        async def mark_relayed(session: AsyncSession) -> None:
+            await session.execute(
+                update(Message)
+                .where(Message.id == message.id)
+                .values(status="relayed", cxone_message_id=created.message_id, error=None)
+            )
+            await session.execute(
+                update(Thread)
+                .where(Thread.id == thread.id)
+                .values(cxone_thread_id=created.thread_id, cxone_contact_id=created.consumer_contact_id)
+            )
+
+        return delivered(mark_relayed)
+
+    async def _status_to_cxone(
+        self, integration: Integration, channel: Channel, message: Message, payload: dict[str, Any]
+    ) -> Outcome:
+        try:
+            await self._gateway.client_for(integration).update_message_status(
+                channel.id,
+                message.id,
+                payload["status"],
+                datetime.fromisoformat(payload["updated_at"]),
+                payload.get("reason"),
+            )
+        except DfoNotFound:
+            # CXone does not know the message (e.g. it was refused inline): there is nothing to update.
+            return delivered()
+        except DfoError as exc:
+            return _cxone_failure(exc)
+        return delivered()
+
+
+def _cxone_failure(exc: DfoError) -> Outcome:
+    """CXone's own retryable answers, and credentials trouble an admin can fix, are tried again."""
+    retryable = is_retryable(exc) or isinstance(exc, DfoAuthError)
+    return Outcome(
+        "retry" if retryable else "dead",
+        error=f"CXone: {exc.message}",
+        status_code=exc.status_code,
+        retry_after=exc.retry_after if isinstance(exc, DfoRateLimited) else None,
+        error_class=type(exc).__name__,
+    )
+
+
+async def _provider_id_of(session: AsyncSession, message: Message) -> str | None:
+    """The provider's id of the message a reply answers, which CXone names by our id or its own."""
+    reference = message.reply_to_external_id
+    if reference is None:
+        return None
+    query = select(Message.provider_message_id).where(
+        Message.channel_id == message.channel_id,
+        or_(Message.id == reference, Message.cxone_message_id == reference),
+    )
+    return await session.scalar(query.limit(1))

@@ -1,0 +1,364 @@
+"""The outbox as a queue in SQL. PostgreSQL claims with `FOR UPDATE SKIP LOCKED`, so any number of workers
+share it; SQLite serialises writers with `BEGIN IMMEDIATE` (see app/db.py), which gives the same guarantees
+on one machine. Order per `ordering_key`, rate limits and circuit breakers are decided in the claim."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
+
+from app.delivery.policy import Outcome, RetryPolicy
+from app.models import Delivery, DeliveryAttempt, Destination
+from app.models.base import utcnow
+
+ACTIVE = ("pending", "in_flight")
+OnDead = Callable[[AsyncSession, Delivery], Awaitable[None]]
+RESPONSE_EXCERPT_CHARS = 500
+
+
+@dataclass(frozen=True)
+class BreakerPolicy:
+    failure_threshold: int
+    cooldown: timedelta
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: int
+    kind: str
+    attempt: int
+    destination: str
+    started_at: datetime
+
+
+async def enqueue(
+    session: AsyncSession,
+    *,
+    kind: str,
+    channel_id: str,
+    ordering_key: str,
+    destination: str,
+    idempotency_key: str,
+    message_id: str | None = None,
+    payload: dict[str, Any] | None = None,
+    expires_at: datetime | None = None,
+) -> Delivery:
+    """Add a side effect to the caller's transaction. It leaves only if that transaction commits."""
+    await ensure_destination(session, destination)
+    delivery = Delivery(
+        kind=kind,
+        channel_id=channel_id,
+        message_id=message_id,
+        ordering_key=ordering_key,
+        destination=destination,
+        idempotency_key=idempotency_key,
+        payload=payload or {},
+        expires_at=expires_at,
+    )
+    session.add(delivery)
+    await session.flush()
+    return delivery
+
+
+async def ensure_destination(session: AsyncSession, key: str) -> None:
+    if await session.get(Destination, key) is not None:
+        return
+    try:
+        async with session.begin_nested():
+            session.add(Destination(key=key))
+    except IntegrityError:
+        pass  # created concurrently by another transaction: fine
+
+
+def _excerpt(text: str | None) -> str | None:
+    return text[:RESPONSE_EXCERPT_CHARS] if text else None
+
+
+def _tokens_now(destination: Destination, now: datetime) -> float:
+    assert destination.rate_per_second is not None
+    elapsed = max((now - destination.tokens_at).total_seconds(), 0.0)
+    return min(destination.burst, destination.tokens + elapsed * destination.rate_per_second)
+
+
+def _may_send(destination: Destination, now: datetime, breaker: BreakerPolicy) -> int | None:
+    """How many rows this destination may take now; None when unlimited."""
+    if destination.disabled_at is not None:
+        return 0
+    if destination.breaker_state == "open":
+        if destination.opened_at is not None and now - destination.opened_at < breaker.cooldown:
+            return 0
+        allowed: int | None = 1  # cooled down: one probe
+    elif destination.breaker_state == "half_open":
+        if destination.probe_until is not None and destination.probe_until > now:
+            return 0
+        allowed = 1  # the last probe's lease ran out: probe again
+    else:
+        allowed = None
+    if destination.rate_per_second is not None:
+        tokens = math.floor(_tokens_now(destination, now))
+        allowed = tokens if allowed is None else min(allowed, tokens)
+    return allowed
+
+
+class DeliveryQueue:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        retry: RetryPolicy,
+        breaker: BreakerPolicy,
+        lease: timedelta,
+    ) -> None:
+        self._sessions = sessions
+        self.retry = retry
+        self.breaker = breaker
+        self.lease = lease
+
+    async def claim(self, owner: str, limit: int, *, only: Sequence[int] | None = None) -> list[Claim]:
+        """Take up to `limit` due rows: each the oldest active row of its ordering key, to a destination
+        that is enabled, not broken and within its rate. Each claim is logged as an attempt row."""
+        if limit <= 0:
+            return []
+        now = utcnow()
+        async with self._sessions() as session, session.begin():
+            destinations = {d.key: d for d in await session.scalars(select(Destination))}
+            quotas = {key: _may_send(d, now, self.breaker) for key, d in destinations.items()}
+            closed = [key for key, quota in quotas.items() if quota == 0]
+            earlier = aliased(Delivery)
+            query = (
+                select(Delivery)
+                .where(
+                    Delivery.status == "pending",
+                    Delivery.next_attempt_at <= now,
+                    ~exists().where(
+                        and_(
+                            earlier.ordering_key == Delivery.ordering_key,
+                            earlier.id < Delivery.id,
+                            earlier.status.in_(ACTIVE),
+                        )
+                    ),
+                )
+                .order_by(Delivery.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True, of=Delivery)
+            )
+            if closed:
+                query = query.where(Delivery.destination.not_in(closed))
+            if only is not None:
+                query = query.where(Delivery.id.in_(list(only)))
+            candidates = list(await session.scalars(query))
+            taken = await self._apply_quotas(session, candidates, quotas, now)
+            claims = []
+            for delivery in taken:
+                delivery.status = "in_flight"
+                delivery.lease_owner = owner
+                delivery.lease_until = now + self.lease
+                delivery.attempts += 1
+                delivery.updated_at = now
+                session.add(
+                    DeliveryAttempt(
+                        delivery_id=delivery.id,
+                        attempt_no=delivery.attempts,
+                        worker=owner,
+                        started_at=now,
+                        finished_at=now,
+                        latency_ms=0.0,
+                        outcome="in_flight",
+                    )
+                )
+                claims.append(Claim(delivery.id, delivery.kind, delivery.attempts, delivery.destination, now))
+        return claims
+
+    async def _apply_quotas(
+        self, session: AsyncSession, candidates: list[Delivery], quotas: dict[str, int | None], now: datetime
+    ) -> list[Delivery]:
+        """Spend rate tokens and breaker probes for the candidates, locking each limited destination."""
+        limited = sorted({d.destination for d in candidates if quotas.get(d.destination) is not None})
+        remaining: dict[str, int] = {}
+        for key in limited:
+            destination = await session.scalar(
+                select(Destination).where(Destination.key == key).with_for_update()
+            )
+            assert destination is not None
+            await session.refresh(destination)
+            quota = _may_send(destination, now, self.breaker) or 0
+            wanted = sum(1 for d in candidates if d.destination == key)
+            granted = min(quota, wanted)
+            remaining[key] = granted
+            if granted and destination.rate_per_second is not None:
+                destination.tokens = _tokens_now(destination, now) - granted
+                destination.tokens_at = now
+            if granted and destination.breaker_state in ("open", "half_open"):
+                destination.breaker_state = "half_open"
+                destination.probe_until = now + self.lease
+            destination.updated_at = now
+        taken = []
+        for delivery in candidates:
+            if delivery.destination in remaining:
+                if remaining[delivery.destination] <= 0:
+                    continue
+                remaining[delivery.destination] -= 1
+            taken.append(delivery)
+        return taken
+
+    async def renew(self, owner: str, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                update(Delivery)
+                .where(
+                    Delivery.id.in_(list(ids)), Delivery.lease_owner == owner, Delivery.status == "in_flight"
+                )
+                .values(lease_until=utcnow() + self.lease)
+            )
+
+    async def reclaim_expired(self) -> int:
+        """Rows whose worker died or hung: back to pending. Their attempt stays counted."""
+        now = utcnow()
+        async with self._sessions() as session, session.begin():
+            expired = list(
+                await session.scalars(
+                    select(Delivery.id)
+                    .where(Delivery.status == "in_flight", Delivery.lease_until < now)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            if not expired:
+                return 0
+            await session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(expired))
+                .values(
+                    status="pending", lease_owner=None, lease_until=None, next_attempt_at=now, updated_at=now
+                )
+            )
+            await session.execute(
+                update(DeliveryAttempt)
+                .where(DeliveryAttempt.delivery_id.in_(expired), DeliveryAttempt.outcome == "in_flight")
+                .values(outcome="lease_expired", finished_at=now)
+            )
+        return len(expired)
+
+    async def release(self, owner: str, ids: Sequence[int]) -> None:
+        """On shutdown: hand unfinished rows back at once instead of waiting for their lease to run out."""
+        if not ids:
+            return
+        now = utcnow()
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                update(Delivery)
+                .where(
+                    Delivery.id.in_(list(ids)), Delivery.lease_owner == owner, Delivery.status == "in_flight"
+                )
+                .values(
+                    status="pending", lease_owner=None, lease_until=None, next_attempt_at=now, updated_at=now
+                )
+            )
+            await session.execute(
+                update(DeliveryAttempt)
+                .where(DeliveryAttempt.delivery_id.in_(list(ids)), DeliveryAttempt.outcome == "in_flight")
+                .values(outcome="released", finished_at=now)
+            )
+
+    async def record(
+        self,
+        owner: str,
+        claim: Claim,
+        outcome: Outcome,
+        *,
+        on_dead: OnDead | None = None,
+    ) -> str | None:
+        """Write what an attempt came to. Returns the row's new status, or None if its lease was lost."""
+        now = utcnow()
+        async with self._sessions() as session, session.begin():
+            delivery = await session.get(Delivery, claim.id, with_for_update=True)
+            if delivery is None or delivery.lease_owner != owner or delivery.status != "in_flight":
+                return None
+            status = outcome.kind
+            if status == "retry":
+                when = self.retry.next_attempt(
+                    attempt=delivery.attempts - delivery.budget_from_attempt,
+                    created_at=delivery.budget_from,
+                    now=now,
+                    retry_after=outcome.retry_after,
+                )
+                if when is None:
+                    status = "dead"
+                else:
+                    delivery.next_attempt_at = when
+            delivery.status = {"retry": "pending"}.get(status, status)
+            delivery.lease_owner = None
+            delivery.lease_until = None
+            delivery.updated_at = now
+            delivery.last_error = outcome.error
+            delivery.last_status_code = outcome.status_code
+            if delivery.status != "pending":
+                delivery.finished_at = now
+            await session.execute(
+                update(DeliveryAttempt)
+                .where(DeliveryAttempt.delivery_id == claim.id, DeliveryAttempt.attempt_no == claim.attempt)
+                .values(
+                    outcome=status,
+                    finished_at=now,
+                    latency_ms=(now - claim.started_at).total_seconds() * 1000,
+                    status_code=outcome.status_code,
+                    error_class=outcome.error_class,
+                    response_excerpt=_excerpt(outcome.response_excerpt or outcome.error),
+                )
+            )
+            await self._update_destination(session, claim.destination, outcome, now)
+            if status == "delivered" and outcome.after_success is not None:
+                await outcome.after_success(session)
+            if status == "dead" and on_dead is not None:
+                await on_dead(session, delivery)
+            return delivery.status
+
+    async def _update_destination(
+        self, session: AsyncSession, key: str, outcome: Outcome, now: datetime
+    ) -> None:
+        """Conditional updates, so the common case (a success on a healthy destination) writes nothing."""
+        row = Destination.__table__
+        if outcome.disable_destination:
+            await session.execute(
+                update(Destination)
+                .where(Destination.key == key)
+                .values(disabled_at=now, disabled_reason=outcome.error, updated_at=now)
+            )
+        if outcome.counts_against_destination:
+            result = await session.execute(
+                update(Destination)
+                .where(Destination.key == key)
+                .values(consecutive_failures=Destination.consecutive_failures + 1, updated_at=now)
+                .returning(row.c.consecutive_failures, row.c.breaker_state)
+            )
+            failures, state = result.one()
+            if state == "half_open" or (state == "closed" and failures >= self.breaker.failure_threshold):
+                await session.execute(
+                    update(Destination)
+                    .where(Destination.key == key)
+                    .values(breaker_state="open", opened_at=now, probe_until=None)
+                )
+        elif outcome.kind in ("delivered", "dead"):
+            await session.execute(
+                update(Destination)
+                .where(
+                    Destination.key == key,
+                    (Destination.consecutive_failures > 0) | (Destination.breaker_state != "closed"),
+                )
+                .values(
+                    consecutive_failures=0,
+                    breaker_state="closed",
+                    opened_at=None,
+                    probe_until=None,
+                    updated_at=now,
+                )
+            )

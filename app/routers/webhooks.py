@@ -1,0 +1,52 @@
+"""Where providers call us: `/webhooks/{adapter}/{channel_id}`. The signature is checked on the raw bytes
+before anything is written; events already seen are acknowledged without a second effect."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+
+from app.adapters.base import InboundRequest, SignatureError
+from app.deps import RuntimeDep
+from app.errors import ApiError, not_found
+from app.services.channels import channel_config, get_channel
+
+router = APIRouter(tags=["webhooks (called by providers)"])
+
+
+class WebhookAccepted(BaseModel):
+    messages: int
+    duplicates: int
+    other_events: int
+
+
+@router.post("/webhooks/{adapter_name}/{channel_id}", response_model=WebhookAccepted)
+async def provider_webhook(
+    adapter_name: str, channel_id: str, request: Request, runtime: RuntimeDep
+) -> WebhookAccepted:
+    raw = await request.body()
+    async with runtime.sessions() as session:
+        channel = await get_channel(session, channel_id, include_deleted=False)
+    if channel.adapter != adapter_name:
+        raise not_found("channel", channel_id)
+    adapter = runtime.registry.get(channel.adapter)
+    config = channel_config(channel, runtime.credential_box)
+    query = f"?{request.url.query}" if request.url.query else ""
+    inbound = InboundRequest(
+        raw_body=raw,
+        headers={name.lower(): value for name, value in request.headers.items()},
+        url=f"{runtime.settings.public_url}{request.url.path}{query}",
+    )
+    try:
+        adapter.verify(inbound, config)
+    except SignatureError as exc:
+        raise ApiError(401, "invalid_signature", f"The webhook signature does not check out: {exc}") from None
+    try:
+        events = adapter.parse(inbound, config)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_event", str(exc)) from None
+    accepted = await runtime.receive_events(channel.id, events)
+    duplicates = sum(1 for a in accepted if a.duplicate)
+    return WebhookAccepted(
+        messages=len(accepted) - duplicates, duplicates=duplicates, other_events=len(events) - len(accepted)
+    )

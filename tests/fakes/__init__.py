@@ -1,0 +1,1 @@
+"""Fakes of the systems the relay talks to, for tests, benchmarks and crash tests."""
