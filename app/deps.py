@@ -14,7 +14,9 @@ from app.db import session_scope
 from app.errors import ApiError
 from app.models import ApiKey, Integration
 from app.runtime import Runtime
+from app.services import idempotency
 from app.services.api_keys import Role, authenticate_api_key
+from app.services.idempotency import IdempotentRequest
 from app.services.integrations import integration_for_bearer
 
 M = TypeVar("M", bound=BaseModel)
@@ -116,3 +118,17 @@ def box_body(model: type[M]) -> Callable[..., Awaitable[M]]:
             raise RequestValidationError(errors) from None
 
     return dependency
+
+
+async def idempotent_request(request: Request, session: SessionDep, runtime: RuntimeDep) -> IdempotentRequest:
+    """Admin POSTs honour `Idempotency-Key` (Stripe's semantics); see app/services/idempotency.py."""
+    body = await request.body()
+    return await idempotency.begin(
+        session,
+        key=request.headers.get("idempotency-key"),
+        fingerprint=idempotency.request_hash(request.method, request.url.path, body),
+        credential_box=runtime.credential_box,
+    )
+
+
+Idempotent = Annotated[IdempotentRequest, Depends(idempotent_request)]

@@ -44,6 +44,15 @@ class RawJSONError(Exception):
         self.headers = headers
 
 
+class StoredResponse(Exception):
+    """The request was answered before (same Idempotency-Key, same request): send that answer again."""
+
+    def __init__(self, status_code: int, body: Any) -> None:
+        super().__init__(status_code)
+        self.status_code = status_code
+        self.body = body
+
+
 def not_found(what: str, ident: str) -> ApiError:
     return ApiError(404, f"{what}_not_found", f"No {what.replace('_', ' ')} with id {ident!r}.")
 
@@ -65,6 +74,10 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             error_body(exc.code, exc.message, exc.details), exc.status_code, headers=exc.headers
         )
+
+    @app.exception_handler(StoredResponse)
+    async def _stored(_: Request, exc: StoredResponse) -> JSONResponse:
+        return JSONResponse(exc.body, exc.status_code, headers={"Idempotent-Replayed": "true"})
 
     @app.exception_handler(RawJSONError)
     async def _raw_error(_: Request, exc: RawJSONError) -> JSONResponse:

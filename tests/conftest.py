@@ -9,6 +9,7 @@ import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from app.adapters.webhook import generate_secret
 from app.config import Settings
 from app.cxone.simulator import CxoneSimulator
 from app.db import create_engine
@@ -26,6 +28,7 @@ from app.migrate import upgrade
 from app.models import Base
 from app.runtime import Runtime
 from app.services.api_keys import Role, create_api_key
+from tests.fakes.provider import FakeProvider
 
 RELAY_URL = "http://relay.test"
 CXONE_URL = "http://cxone.test"
@@ -117,6 +120,23 @@ class _LateASGI:
         await self.app(scope, receive, send)
 
 
+class HostRouter(httpx.AsyncBaseTransport):
+    """One HTTP client for the whole relay, as in production, with each far end an in-process ASGI app
+    chosen by host name: the CXone simulator, and whatever fake providers a test adds."""
+
+    def __init__(self) -> None:
+        self.hosts: dict[str, httpx.ASGITransport] = {}
+
+    def add(self, base_url: str, app: Any) -> None:
+        self.hosts[httpx.URL(base_url).host] = httpx.ASGITransport(app=app)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        transport = self.hosts.get(request.url.host)
+        if transport is None:
+            raise httpx.ConnectError(f"no test host named {request.url.host}", request=request)
+        return await transport.handle_async_request(request)
+
+
 @dataclass
 class Stack:
     """The relay, the CXone simulator in front of it, and an HTTP client for each."""
@@ -124,25 +144,36 @@ class Stack:
     runtime: Runtime
     relay: httpx.AsyncClient
     simulator: CxoneSimulator
+    hosts: HostRouter
 
     async def settle(self) -> None:
         """Wait until inline deliveries and scripted customer answers have finished."""
         await self.runtime.drain()
 
 
-@pytest.fixture
-async def stack(settings: Settings) -> AsyncIterator[Stack]:
+@asynccontextmanager
+async def running_stack(settings: Settings) -> AsyncIterator[Stack]:
     relay_asgi = _LateASGI()
     box_http = httpx.AsyncClient(transport=httpx.ASGITransport(app=relay_asgi), base_url=RELAY_URL)
     simulator = CxoneSimulator(public_url=CXONE_URL, box_http=box_http)
-    cxone_http = httpx.AsyncClient(transport=httpx.ASGITransport(app=simulator.app), base_url=CXONE_URL)
-    runtime = build_runtime(settings, cxone_http=cxone_http)
+    hosts = HostRouter()
+    hosts.add(CXONE_URL, simulator.app)
+    runtime = build_runtime(settings, cxone_http=httpx.AsyncClient(transport=hosts))
     app = create_app(settings, runtime=runtime)
     relay_asgi.app = app
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=RELAY_URL) as relay:
-            yield Stack(runtime=runtime, relay=relay, simulator=simulator)
-    await box_http.aclose()
+    try:
+        async with app.router.lifespan_context(app):
+            relay_transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=relay_transport, base_url=RELAY_URL) as relay:
+                yield Stack(runtime=runtime, relay=relay, simulator=simulator, hosts=hosts)
+    finally:
+        await box_http.aclose()
+
+
+@pytest.fixture
+async def stack(settings: Settings) -> AsyncIterator[Stack]:
+    async with running_stack(settings) as running:
+        yield running
 
 
 async def new_api_key(runtime: Runtime, role: Role) -> str:
@@ -243,3 +274,27 @@ async def box_headers(stack: Stack, wired: Wired) -> dict[str, str]:
 @pytest.fixture
 async def wired(stack: Stack, admin_headers: dict[str, str]) -> Wired:
     return await wire_integration(stack, admin_headers)
+
+
+PROVIDER_URL = "http://provider.test"
+
+
+async def webhook_channel(
+    stack: Stack, headers: dict[str, str], wired: Wired, *, name: str = "In-house chat", seed: int = 7
+) -> tuple[str, FakeProvider]:
+    """A `webhook` channel on the wired integration, its far end a fake platform reached as provider.test."""
+    secret = generate_secret()
+    provider = FakeProvider(secret, seed=seed)
+    stack.hosts.add(PROVIDER_URL, provider.app)
+    created = await stack.relay.post(
+        "/api/v1/channels",
+        headers=headers,
+        json={
+            "integration_id": wired.integration["id"],
+            "name": name,
+            "adapter": "webhook",
+            "config": {"url": f"{PROVIDER_URL}/messages", "secret": secret},
+        },
+    )
+    assert created.status_code == 201, created.text
+    return str(created.json()["id"]), provider

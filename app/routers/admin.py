@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import TypeVar
 
-from app.deps import Admin, Operator, RuntimeDep, SessionDep, Viewer
+from fastapi import APIRouter, Response
+from pydantic import BaseModel
+
+from app.deps import Admin, Idempotent, Operator, RuntimeDep, SessionDep, Viewer
 from app.models import Channel, Integration, Message, Thread
 from app.schemas.admin import (
     ChannelCreate,
@@ -19,8 +22,15 @@ from app.schemas.admin import (
     ThreadOut,
 )
 from app.services import channels, integrations
+from app.services.idempotency import IdempotentRequest
 
 router = APIRouter(prefix="/api/v1", tags=["admin API"])
+Shape = TypeVar("Shape", bound=BaseModel)
+
+
+def _remembered(idempotent: IdempotentRequest, status_code: int, response: Shape) -> Shape:
+    idempotent.remember(status_code, response.model_dump(mode="json"))
+    return response
 
 
 def _integration_out(
@@ -44,12 +54,12 @@ def _integration_out(
 
 @router.post("/integrations", status_code=201, response_model=IntegrationWithSecret)
 async def create_integration(
-    data: IntegrationCreate, session: SessionDep, runtime: RuntimeDep, _: Admin
+    data: IntegrationCreate, session: SessionDep, runtime: RuntimeDep, _: Admin, idempotent: Idempotent
 ) -> IntegrationOut | IntegrationWithSecret:
     integration, secret = await integrations.create_integration(
         session, data, settings=runtime.settings, credential_box=runtime.credential_box
     )
-    return _integration_out(integration, runtime, secret)
+    return _remembered(idempotent, 201, _integration_out(integration, runtime, secret))
 
 
 @router.get("/integrations", response_model=Page[IntegrationOut])
@@ -77,10 +87,10 @@ async def update_integration(
 
 @router.post("/integrations/{integration_id}/rotate-secret", response_model=IntegrationWithSecret)
 async def rotate_secret(
-    integration_id: str, session: SessionDep, runtime: RuntimeDep, _: Admin
+    integration_id: str, session: SessionDep, runtime: RuntimeDep, _: Admin, idempotent: Idempotent
 ) -> IntegrationOut | IntegrationWithSecret:
     integration, secret = await integrations.rotate_box_secret(session, integration_id)
-    return _integration_out(integration, runtime, secret)
+    return _remembered(idempotent, 200, _integration_out(integration, runtime, secret))
 
 
 def _channel_out(channel: Channel) -> ChannelOut:
@@ -89,7 +99,7 @@ def _channel_out(channel: Channel) -> ChannelOut:
 
 @router.post("/channels", status_code=201, response_model=ChannelCreated)
 async def create_channel(
-    data: ChannelCreate, session: SessionDep, runtime: RuntimeDep, _: Operator
+    data: ChannelCreate, session: SessionDep, runtime: RuntimeDep, _: Operator, idempotent: Idempotent
 ) -> ChannelCreated:
     """Creates the channel in CXone, then here. Generated secrets (e.g. a webhook signing secret) are
     in this answer only."""
@@ -100,7 +110,7 @@ async def create_channel(
         gateway=runtime.gateway,
         credential_box=runtime.credential_box,
     )
-    return ChannelCreated(**_channel_out(channel).model_dump(), secrets=secrets)
+    return _remembered(idempotent, 201, ChannelCreated(**_channel_out(channel).model_dump(), secrets=secrets))
 
 
 @router.get("/channels", response_model=Page[ChannelOut])

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.deps import Operator, RuntimeDep, SessionDep, Viewer
+from app.deps import Idempotent, Operator, RuntimeDep, SessionDep, Viewer
 from app.models import Delivery, Destination
 from app.schemas.admin import Page
 from app.schemas.deliveries import (
@@ -56,12 +56,15 @@ async def get_delivery(delivery_id: int, session: SessionDep, _: Viewer) -> Deli
 
 
 @router.post("/deliveries/{delivery_id}/replay", response_model=DeliveryOut)
-async def replay(delivery_id: int, session: SessionDep, runtime: RuntimeDep, _: Operator) -> DeliveryOut:
+async def replay(
+    delivery_id: int, session: SessionDep, runtime: RuntimeDep, _: Operator, idempotent: Idempotent
+) -> DeliveryOut:
     """Send a dead delivery again, with its original idempotency key."""
-    delivery = await deliveries.replay_delivery(session, delivery_id)
+    out = _out(await deliveries.replay_delivery(session, delivery_id))
+    idempotent.remember(200, out.model_dump(mode="json"))
     await session.commit()
     runtime.worker.wake()
-    return _out(delivery)
+    return out
 
 
 @router.post("/deliveries/replay", response_model=ReplayResult)
