@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event
@@ -27,15 +28,55 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+SQLITE_READ_POOL = 5
+POSTGRES_POOL = 20
+
+
+@dataclass(frozen=True)
+class Database:
+    """Where writes and reads go. On PostgreSQL both are one pooled engine.
+
+    On SQLite, which has a single writer, writes use one connection whose transactions start with
+    BEGIN IMMEDIATE: tasks queue for it in the pool (cheap, fair, in order) instead of polling SQLite's
+    lock, and a transaction never fails half-way because another writer got there first. Reads use their
+    own small pool of ordinary (deferred) transactions, which WAL lets run beside the writer.
+    """
+
+    writes: AsyncEngine
+    reads: AsyncEngine
+
+    async def dispose(self) -> None:
+        await self.writes.dispose()
+        if self.reads is not self.writes:
+            await self.reads.dispose()
+
+
+def create_database(url: str) -> Database:
     url = normalise_url(url)
     if not is_sqlite(url):
-        return create_async_engine(url, pool_pre_ping=True, **kwargs)
-    # The driver's own transaction handling is switched off so that every transaction starts with
-    # BEGIN IMMEDIATE: it takes the write lock up front and waits (busy timeout) instead of failing with
-    # "database is locked" when a read transaction later tries to write.
+        engine = create_async_engine(url, pool_pre_ping=True, pool_size=POSTGRES_POOL, max_overflow=10)
+        return Database(writes=engine, reads=engine)
+    return Database(
+        writes=create_engine(url), reads=_sqlite_engine(url, immediate=False, pool_size=SQLITE_READ_POOL)
+    )
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """The engine that writes (see `Database`); enough on its own for migrations and scripts."""
+    url = normalise_url(url)
+    if not is_sqlite(url):
+        return create_async_engine(url, pool_pre_ping=True)
+    return _sqlite_engine(url, immediate=True, pool_size=1)
+
+
+def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
+    # The driver's own transaction handling is off, so that we say how each transaction begins.
     engine = create_async_engine(
-        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "isolation_level": None}, **kwargs
+        url,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "isolation_level": None},
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=120,
     )
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -48,8 +89,8 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
-    def _begin_immediate(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
 

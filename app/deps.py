@@ -59,7 +59,7 @@ def require_role(role: Role) -> Callable[[Request, Runtime], Awaitable[ApiKey]]:
                 "Send an API key as 'Authorization: Bearer <key>' (create one with: byoc apikey create).",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        async with runtime.sessions() as session:  # short: the endpoint's own transaction starts later
+        async with runtime.reads() as session:  # short: the endpoint's own transaction starts later
             key = await authenticate_api_key(session, presented)
         if key is None:
             raise ApiError(

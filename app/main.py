@@ -17,7 +17,7 @@ from app.adapters.base import InboundMessage
 from app.adapters.loopback import CustomerWrites, LoopbackAdapter
 from app.adapters.registry import AdapterRegistry, default_registry
 from app.config import Settings, get_settings
-from app.db import create_engine, create_sessionmaker
+from app.db import create_database, create_sessionmaker
 from app.delivery.handlers import DeliveryHandlers
 from app.delivery.policy import RetryPolicy
 from app.delivery.queue import BreakerPolicy, DeliveryQueue
@@ -42,8 +42,9 @@ def build_runtime(
     cxone_http: httpx.AsyncClient | None = None,
     registry: AdapterRegistry | None = None,
 ) -> Runtime:
-    engine = create_engine(settings.database_url)
-    sessions = create_sessionmaker(engine)
+    database = create_database(settings.database_url)
+    sessions = create_sessionmaker(database.writes)
+    reads = create_sessionmaker(database.reads)
     credential_box = CredentialBox(settings.secret_key)
     http = cxone_http or httpx.AsyncClient(timeout=settings.cxone_timeout_seconds)
     registry = registry or default_registry(http)
@@ -58,7 +59,7 @@ def build_runtime(
         ),
         lease=timedelta(seconds=settings.lease_seconds),
     )
-    handlers = DeliveryHandlers(sessions, registry=registry, gateway=gateway, credential_box=credential_box)
+    handlers = DeliveryHandlers(reads, registry=registry, gateway=gateway, credential_box=credential_box)
     worker = DeliveryWorker(
         queue,
         handlers,
@@ -70,8 +71,9 @@ def build_runtime(
     )
     runtime = Runtime(
         settings=settings,
-        engine=engine,
+        database=database,
         sessions=sessions,
+        reads=reads,
         registry=registry,
         gateway=gateway,
         worker=worker,
@@ -95,7 +97,7 @@ def _scripted_answer(runtime: Runtime) -> CustomerWrites:
 
 async def check_adapters(runtime: Runtime) -> None:
     """Fail start-up, naming the adapter, when a live channel's adapter is not installed."""
-    async with runtime.sessions() as session:
+    async with runtime.reads() as session:
         names = await session.scalars(select(Channel.adapter).where(Channel.deleted_at.is_(None)).distinct())
         runtime.registry.check_configured(list(names))
 

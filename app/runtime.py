@@ -6,14 +6,14 @@ from dataclasses import dataclass
 
 import httpx
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.adapters.base import DeliveryReceipt, InboundEvent, InboundMessage
 from app.adapters.loopback import LoopbackAdapter
 from app.adapters.registry import AdapterRegistry
 from app.config import Settings
 from app.crashpoints import crash_point
-from app.db import session_scope
+from app.db import Database, session_scope
 from app.delivery.worker import DeliveryWorker
 from app.metrics import Metrics
 from app.models import Message
@@ -26,8 +26,9 @@ from app.services.relay import AcceptedInbound, accept_inbound, accept_receipt
 @dataclass
 class Runtime:
     settings: Settings
-    engine: AsyncEngine
+    database: Database
     sessions: async_sessionmaker[AsyncSession]
+    reads: async_sessionmaker[AsyncSession]
     registry: AdapterRegistry
     gateway: CxoneGateway
     worker: DeliveryWorker
@@ -63,7 +64,7 @@ class Runtime:
 
     async def message_state(self, message_id: str) -> tuple[str | None, str | None]:
         """A fresh read of (status, error), for answers given after the worker may have moved it on."""
-        async with self.sessions() as session:
+        async with self.reads() as session:
             row = (
                 await session.execute(select(Message.status, Message.error).where(Message.id == message_id))
             ).first()
@@ -85,5 +86,6 @@ class Runtime:
 
     async def close(self) -> None:
         await self.drain()
+        await self.worker.close()
         await self.http.aclose()
-        await self.engine.dispose()
+        await self.database.dispose()

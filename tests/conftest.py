@@ -18,11 +18,12 @@ import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.adapters.webhook import generate_secret
 from app.config import Settings
 from app.cxone.simulator import CxoneSimulator
-from app.db import create_engine
+from app.db import create_engine, normalise_url
 from app.main import build_runtime, create_app
 from app.migrate import upgrade
 from app.models import Base
@@ -48,7 +49,7 @@ def postgres_admin_url() -> str:
 
 
 async def _postgres_admin(statement: str) -> None:
-    engine = create_engine(postgres_admin_url(), isolation_level="AUTOCOMMIT")
+    engine = create_async_engine(normalise_url(postgres_admin_url()), isolation_level="AUTOCOMMIT")
     try:
         async with engine.connect() as connection:
             await connection.execute(text(statement))

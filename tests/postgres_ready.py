@@ -6,13 +6,14 @@ import asyncio
 import sys
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.db import create_engine
+from app.db import normalise_url
 from tests.conftest import postgres_admin_url
 
 
 async def answers() -> bool:
-    engine = create_engine(postgres_admin_url(), connect_args={"timeout": 3})
+    engine = create_async_engine(normalise_url(postgres_admin_url()), connect_args={"timeout": 3})
     try:
         async with engine.connect() as connection:
             await connection.execute(text("SELECT 1"))

@@ -8,9 +8,9 @@ import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import Table, and_, bindparam, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
@@ -20,6 +20,7 @@ from app.models import Delivery, DeliveryAttempt, Destination
 from app.models.base import utcnow
 
 ACTIVE = ("pending", "in_flight")
+ATTEMPTS = cast(Table, DeliveryAttempt.__table__)
 OnDead = Callable[[AsyncSession, Delivery], Awaitable[None]]
 RESPONSE_EXCERPT_CHARS = 500
 
@@ -163,18 +164,24 @@ class DeliveryQueue:
                 delivery.lease_until = now + self.lease
                 delivery.attempts += 1
                 delivery.updated_at = now
-                session.add(
-                    DeliveryAttempt(
-                        delivery_id=delivery.id,
-                        attempt_no=delivery.attempts,
-                        worker=owner,
-                        started_at=now,
-                        finished_at=now,
-                        latency_ms=0.0,
-                        outcome="in_flight",
-                    )
-                )
                 claims.append(Claim(delivery.id, delivery.kind, delivery.attempts, delivery.destination, now))
+            if claims:
+                await session.flush()
+                await session.execute(
+                    insert(ATTEMPTS),
+                    [
+                        {
+                            "delivery_id": claim.id,
+                            "attempt_no": claim.attempt,
+                            "worker": owner,
+                            "started_at": now,
+                            "finished_at": now,
+                            "latency_ms": 0.0,
+                            "outcome": "in_flight",
+                        }
+                        for claim in claims
+                    ],
+                )
         return claims
 
     async def _apply_quotas(
@@ -269,85 +276,115 @@ class DeliveryQueue:
                 .values(outcome="released", finished_at=now)
             )
 
-    async def record(
-        self,
-        owner: str,
-        claim: Claim,
-        outcome: Outcome,
-        *,
-        on_dead: OnDead | None = None,
-    ) -> str | None:
-        """Write what an attempt came to. Returns the row's new status, or None if its lease was lost."""
+    async def record_many(
+        self, owner: str, finished: Sequence[tuple[Claim, Outcome]], *, on_dead: OnDead | None = None
+    ) -> list[str | None]:
+        """Write what a batch of attempts came to, in one transaction (group commit: SQLite has one
+        writer, and PostgreSQL too is spared a commit per message). For each, the row's new status, or
+        None when its lease was lost and another worker owns it now."""
         now = utcnow()
         async with self._sessions() as session, session.begin():
-            delivery = await session.get(Delivery, claim.id, with_for_update=True)
-            if delivery is None or delivery.lease_owner != owner or delivery.status != "in_flight":
-                return None
-            status = outcome.kind
-            if status == "retry":
-                when = self.retry.next_attempt(
-                    attempt=delivery.attempts - delivery.budget_from_attempt,
-                    created_at=delivery.budget_from,
-                    now=now,
-                    retry_after=outcome.retry_after,
-                )
-                if when is None:
-                    status = "dead"
-                else:
-                    delivery.next_attempt_at = when
-            delivery.status = {"retry": "pending"}.get(status, status)
-            delivery.lease_owner = None
-            delivery.lease_until = None
-            delivery.updated_at = now
-            delivery.last_error = outcome.error
-            delivery.last_status_code = outcome.status_code
-            if delivery.status != "pending":
-                delivery.finished_at = now
-            await session.execute(
-                update(DeliveryAttempt)
-                .where(DeliveryAttempt.delivery_id == claim.id, DeliveryAttempt.attempt_no == claim.attempt)
-                .values(
-                    outcome=status,
-                    finished_at=now,
-                    latency_ms=(now - claim.started_at).total_seconds() * 1000,
-                    status_code=outcome.status_code,
-                    error_class=outcome.error_class,
-                    response_excerpt=_excerpt(outcome.response_excerpt or outcome.error),
-                )
+            ids = [claim.id for claim, _ in finished]
+            rows = await session.scalars(
+                select(Delivery)
+                .where(Delivery.id.in_(ids), Delivery.lease_owner == owner, Delivery.status == "in_flight")
+                .with_for_update()
             )
-            await self._update_destination(session, claim.destination, outcome, now)
-            if status == "delivered" and outcome.after_success is not None:
-                await outcome.after_success(session)
-            if status == "dead" and on_dead is not None:
-                await on_dead(session, delivery)
-            return delivery.status
+            owned = {delivery.id: delivery for delivery in rows}
+            statuses: list[str | None] = []
+            attempts: list[dict[str, Any]] = []
+            by_destination: dict[str, list[Outcome]] = {}
+            for claim, outcome in finished:
+                delivery = owned.get(claim.id)
+                if delivery is None:
+                    statuses.append(None)
+                    continue
+                status = self._settle(delivery, outcome, now)
+                statuses.append(status)
+                attempts.append(
+                    {
+                        "d_id": claim.id,
+                        "a_no": claim.attempt,
+                        "v_outcome": status,
+                        "v_finished_at": now,
+                        "v_latency_ms": (now - claim.started_at).total_seconds() * 1000,
+                        "v_status_code": outcome.status_code,
+                        "v_error_class": outcome.error_class,
+                        "v_response_excerpt": _excerpt(outcome.response_excerpt or outcome.error),
+                    }
+                )
+                by_destination.setdefault(claim.destination, []).append(outcome)
+                if status == "delivered" and outcome.after_success is not None:
+                    await outcome.after_success(session)
+                if status == "dead" and on_dead is not None:
+                    await on_dead(session, delivery)
+            await session.flush()
+            if attempts:
+                await session.execute(
+                    update(ATTEMPTS)
+                    .where(
+                        DeliveryAttempt.delivery_id == bindparam("d_id"),
+                        DeliveryAttempt.attempt_no == bindparam("a_no"),
+                    )
+                    .values(
+                        outcome=bindparam("v_outcome"),
+                        finished_at=bindparam("v_finished_at"),
+                        latency_ms=bindparam("v_latency_ms"),
+                        status_code=bindparam("v_status_code"),
+                        error_class=bindparam("v_error_class"),
+                        response_excerpt=bindparam("v_response_excerpt"),
+                    ),
+                    attempts,
+                )
+            for key, outcomes in by_destination.items():
+                await self._update_destination(session, key, outcomes, now)
+        return statuses
+
+    def _settle(self, delivery: Delivery, outcome: Outcome, now: datetime) -> str:
+        status: str = outcome.kind
+        if status == "retry":
+            when = self.retry.next_attempt(
+                attempt=delivery.attempts - delivery.budget_from_attempt,
+                created_at=delivery.budget_from,
+                now=now,
+                retry_after=outcome.retry_after,
+            )
+            if when is None:
+                status = "dead"
+            else:
+                delivery.next_attempt_at = when
+        delivery.status = "pending" if status == "retry" else status
+        delivery.lease_owner = None
+        delivery.lease_until = None
+        delivery.updated_at = now
+        delivery.last_error = outcome.error
+        delivery.last_status_code = outcome.status_code
+        if delivery.status != "pending":
+            delivery.finished_at = now
+        return status
 
     async def _update_destination(
-        self, session: AsyncSession, key: str, outcome: Outcome, now: datetime
+        self, session: AsyncSession, key: str, outcomes: list[Outcome], now: datetime
     ) -> None:
-        """Conditional updates, so the common case (a success on a healthy destination) writes nothing."""
+        """A batch's outcomes for one destination, in order: failures after the last success count
+        towards the breaker; a success closes it. Conditional, so a healthy destination sees no write."""
         row = Destination.__table__
-        if outcome.disable_destination:
+        disabling = next((o for o in outcomes if o.disable_destination), None)
+        if disabling is not None:
             await session.execute(
                 update(Destination)
                 .where(Destination.key == key)
-                .values(disabled_at=now, disabled_reason=outcome.error, updated_at=now)
+                .values(disabled_at=now, disabled_reason=disabling.error, updated_at=now)
             )
-        if outcome.counts_against_destination:
-            result = await session.execute(
-                update(Destination)
-                .where(Destination.key == key)
-                .values(consecutive_failures=Destination.consecutive_failures + 1, updated_at=now)
-                .returning(row.c.consecutive_failures, row.c.breaker_state)
-            )
-            failures, state = result.one()
-            if state == "half_open" or (state == "closed" and failures >= self.breaker.failure_threshold):
-                await session.execute(
-                    update(Destination)
-                    .where(Destination.key == key)
-                    .values(breaker_state="open", opened_at=now, probe_until=None)
-                )
-        elif outcome.kind in ("delivered", "dead"):
+        last_success = max(
+            (
+                i
+                for i, o in enumerate(outcomes)
+                if o.kind in ("delivered", "dead") and not o.disable_destination
+            ),
+            default=-1,
+        )
+        if last_success >= 0:
             await session.execute(
                 update(Destination)
                 .where(
@@ -362,3 +399,21 @@ class DeliveryQueue:
                     updated_at=now,
                 )
             )
+        failures = sum(1 for o in outcomes[last_success + 1 :] if o.counts_against_destination)
+        if failures:
+            result = await session.execute(
+                update(Destination)
+                .where(Destination.key == key)
+                .values(consecutive_failures=Destination.consecutive_failures + failures, updated_at=now)
+                .returning(row.c.consecutive_failures, row.c.breaker_state)
+            )
+            row_after = result.one_or_none()
+            if row_after is None:
+                return
+            count, state = row_after
+            if state == "half_open" or (state == "closed" and count >= self.breaker.failure_threshold):
+                await session.execute(
+                    update(Destination)
+                    .where(Destination.key == key)
+                    .values(breaker_state="open", opened_at=now, probe_until=None)
+                )

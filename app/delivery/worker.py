@@ -23,6 +23,7 @@ from app.metrics import Metrics
 log = logging.getLogger("byoc.delivery")
 
 RECLAIM_EVERY_SECONDS = 1.0
+RECORD_BATCH = 200
 
 
 class DeliveryWorker:
@@ -46,6 +47,8 @@ class DeliveryWorker:
         self._crash_at = crash_at
         self.owner = f"{uuid.uuid4().hex[:12]}"
         self._running: dict[int, asyncio.Task[None]] = {}
+        self._finished: asyncio.Queue[tuple[Claim, Outcome, asyncio.Future[str | None]]] = asyncio.Queue()
+        self._recorder: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self.last_heartbeat: float | None = None
         self.looping = False
@@ -138,7 +141,7 @@ class DeliveryWorker:
             )
         crash_point(self._crash_at, "worker.after_perform")
         try:
-            status = await self.queue.record(self.owner, claim, outcome, on_dead=self._handlers.on_dead)
+            status = await self._record(claim, outcome)
         except Exception:
             log.exception(
                 "delivery %s: outcome not recorded; its lease will expire and it is retried", claim.id
@@ -149,6 +152,43 @@ class DeliveryWorker:
             log.warning("delivery %s: lease lost before its outcome was recorded", claim.id)
         elif status in ("dead", "expired") or outcome.kind == "retry":
             log.info("delivery %s (%s) attempt %s: %s", claim.id, claim.kind, claim.attempt, status)
+
+    async def _record(self, claim: Claim, outcome: Outcome) -> str | None:
+        """Hand the outcome to the recorder, which commits the outcomes waiting at that moment together."""
+        done: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._finished.put_nowait((claim, outcome, done))
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record_batches())
+        return await done
+
+    async def _record_batches(self) -> None:
+        while True:
+            batch = [await self._finished.get()]
+            while len(batch) < RECORD_BATCH and not self._finished.empty():
+                batch.append(self._finished.get_nowait())
+            try:
+                statuses = await self.queue.record_many(
+                    self.owner,
+                    [(claim, outcome) for claim, outcome, _ in batch],
+                    on_dead=self._handlers.on_dead,
+                )
+            except Exception as exc:
+                for _, _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for (_, _, done), status in zip(batch, statuses, strict=True):
+                if not done.done():
+                    done.set_result(status)
+
+    async def close(self) -> None:
+        """Stop the recorder once nothing waits on it (shutdown)."""
+        await self.wait_idle()
+        if self._recorder is not None:
+            self._recorder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recorder
+            self._recorder = None
 
     async def _renew_leases(self, stop: asyncio.Event) -> None:
         interval = max(self.queue.lease.total_seconds() / 3, 0.5)

@@ -28,7 +28,7 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
     """Send traffic here: the database answers and, where one runs here, the delivery worker is looping."""
     checks: dict[str, str] = {}
     try:
-        async with runtime.engine.connect() as connection:
+        async with runtime.database.reads.connect() as connection:
             await connection.execute(text("SELECT 1"))
         checks["database"] = "up"
     except (SQLAlchemyError, OSError):
@@ -45,4 +45,4 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(runtime: RuntimeDep) -> Response:
-    return Response(await runtime.metrics.render(runtime.sessions), media_type=CONTENT_TYPE_LATEST)
+    return Response(await runtime.metrics.render(runtime.reads), media_type=CONTENT_TYPE_LATEST)

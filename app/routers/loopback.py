@@ -18,7 +18,7 @@ router = APIRouter(prefix="/api/v1/loopback", tags=["loopback fake customer"])
 
 
 async def _loopback(runtime: Runtime, channel_id: str) -> LoopbackAdapter:
-    async with runtime.sessions() as session:
+    async with runtime.reads() as session:
         channel = await get_channel(session, channel_id)
     adapter = runtime.registry.get(channel.adapter)
     if not isinstance(adapter, LoopbackAdapter):

@@ -25,7 +25,7 @@ async def provider_webhook(
     adapter_name: str, channel_id: str, request: Request, runtime: RuntimeDep
 ) -> WebhookAccepted:
     raw = await request.body()
-    async with runtime.sessions() as session:
+    async with runtime.reads() as session:
         channel = await get_channel(session, channel_id, include_deleted=False)
     if channel.adapter != adapter_name:
         raise not_found("channel", channel_id)

@@ -6,7 +6,6 @@ talking to the outside world after commit.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +23,7 @@ from app.delivery.kinds import (
 )
 from app.errors import ApiError, RawJSONError, not_found
 from app.models import Channel, InboundEvent, Integration, Message, Thread
-from app.models.base import utcnow
+from app.models.base import new_uuid, utcnow
 from app.schemas.box import EndUserRecipient, LegacyReplyRequest, OutboundRequest
 
 
@@ -160,17 +159,18 @@ async def _store_reply(
             thread = await _latest_thread(session, channel.id, recipients[0].idOnExternalPlatform)
         if thread is None:
             thread = Thread(
+                id=new_uuid(),
                 channel_id=channel.id,
-                external_id=requested_thread_id or str(uuid.uuid4()),
+                external_id=requested_thread_id or new_uuid(),
                 end_user_id=recipients[0].idOnExternalPlatform,
                 end_user_name=recipients[0].name,
             )
             session.add(thread)
-            await session.flush()
     if not recipients:
         recipients = [EndUserRecipient(idOnExternalPlatform=thread.end_user_id, name=thread.end_user_name)]
     thread.last_message_at = utcnow()
     message = Message(
+        id=new_uuid(),
         channel_id=channel.id,
         thread_id=thread.id,
         direction="outbound",
@@ -182,17 +182,12 @@ async def _store_reply(
         status="queued",
         created_at=utcnow(),
     )
-    try:
-        async with session.begin_nested():
-            session.add(message)
-            await session.flush()
-    except IntegrityError:
+    if not await _add_once(session, message, dedupe=request_key is not None):
         # The same CXone request is being stored concurrently; answer what the first one stored.
         repeated = await session.scalar(
             select(Message).where(Message.channel_id == channel.id, Message.cxone_request_key == request_key)
         )
-        if repeated is None:
-            raise
+        assert repeated is not None
         return await _repeated_reply(session, repeated)
     delivery = await enqueue_provider_send(
         session, message=message, thread=thread, destination=adapter.destination(channel.config)
@@ -275,8 +270,9 @@ async def accept_inbound(
     thread = await _latest_thread(session, channel.id, event.sender_id)
     if thread is None:
         thread = Thread(
+            id=new_uuid(),
             channel_id=channel.id,
-            external_id=str(uuid.uuid4()),
+            external_id=new_uuid(),
             end_user_id=event.sender_id,
             end_user_name=event.sender_name,
         )
@@ -285,7 +281,9 @@ async def accept_inbound(
         thread.end_user_name = event.sender_name
     thread.last_message_at = utcnow()
     message = Message(
+        id=new_uuid(),
         channel_id=channel.id,
+        thread_id=thread.id,
         direction="inbound",
         text=event.text,
         attachments=[{"url": a.url, "friendlyName": a.friendly_name} for a in event.attachments],
@@ -295,23 +293,31 @@ async def accept_inbound(
         provider_message_id=event.event_id,
         created_at=utcnow(),
     )
-    try:
-        async with session.begin_nested():
-            await session.flush([thread])
-            message.thread_id = thread.id
-            session.add(message)
-            await session.flush()
-    except IntegrityError:
+    if not await _add_once(session, message, dedupe=event.event_id is not None):
         # The same event arrived concurrently and the other request stored it first.
         assert event.event_id is not None
         existing = await _message_for_event(session, channel.id, event.event_id)
-        if existing is None:
-            raise
+        assert existing is not None
         return await _duplicate(session, existing)
     delivery = await enqueue_cxone_create(
         session, message=message, thread=thread, integration_id=channel.integration_id
     )
     return AcceptedInbound(message=message, thread=thread, delivery_ids=[delivery.id], duplicate=False)
+
+
+async def _add_once(session: AsyncSession, message: Message, *, dedupe: bool) -> bool:
+    """Add the message; when it carries a dedupe key, inside a savepoint, so that losing a race to a
+    concurrent twin (a unique violation) is told apart from any other failure. False: the twin won."""
+    if not dedupe:
+        session.add(message)
+        return True
+    try:
+        async with session.begin_nested():
+            session.add(message)
+            await session.flush()
+    except IntegrityError:
+        return False
+    return True
 
 
 async def _message_for_event(session: AsyncSession, channel_id: str, event_id: str) -> Message | None:
