@@ -28,8 +28,8 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-SQLITE_READ_POOL = 5
-POSTGRES_POOL = 20
+SQLITE_READ_POOL = 8
+POSTGRES_POOL = 40
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class Database:
 def create_database(url: str) -> Database:
     url = normalise_url(url)
     if not is_sqlite(url):
-        engine = create_async_engine(url, pool_pre_ping=True, pool_size=POSTGRES_POOL, max_overflow=10)
+        engine = create_async_engine(url, pool_size=POSTGRES_POOL, max_overflow=20, pool_recycle=1800)
         return Database(writes=engine, reads=engine)
     return Database(
         writes=create_engine(url), reads=_sqlite_engine(url, immediate=False, pool_size=SQLITE_READ_POOL)

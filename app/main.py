@@ -23,6 +23,7 @@ from app.delivery.policy import RetryPolicy
 from app.delivery.queue import BreakerPolicy, DeliveryQueue
 from app.delivery.worker import DeliveryWorker
 from app.errors import install_error_handlers
+from app.http import make_http_client
 from app.metrics import Metrics
 from app.models import Channel
 from app.routers import admin, box, deliveries, health, loopback, webhooks
@@ -46,7 +47,7 @@ def build_runtime(
     sessions = create_sessionmaker(database.writes)
     reads = create_sessionmaker(database.reads)
     credential_box = CredentialBox(settings.secret_key)
-    http = cxone_http or httpx.AsyncClient(timeout=settings.cxone_timeout_seconds)
+    http = cxone_http or make_http_client(timeout=settings.cxone_timeout_seconds)
     registry = registry or default_registry(http)
     gateway = CxoneGateway(http, credential_box)
     metrics = Metrics()

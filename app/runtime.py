@@ -14,9 +14,9 @@ from app.adapters.registry import AdapterRegistry
 from app.config import Settings
 from app.crashpoints import crash_point
 from app.db import Database, session_scope
-from app.delivery.worker import DeliveryWorker
+from app.delivery.worker import DeliveryWorker, Settled
 from app.metrics import Metrics
-from app.models import Message
+from app.models import Channel, Message
 from app.security import CredentialBox
 from app.services.channels import get_channel
 from app.services.cxone import CxoneGateway
@@ -44,12 +44,11 @@ class Runtime:
         await self.deliver_soon(accepted.delivery_ids)
         return accepted
 
-    async def receive_events(self, channel_id: str, events: list[InboundEvent]) -> list[AcceptedInbound]:
+    async def receive_events(self, channel: Channel, events: list[InboundEvent]) -> list[AcceptedInbound]:
         """Everything one verified webhook call carried, in one transaction: all of it is kept, or none."""
         accepted: list[AcceptedInbound] = []
         deliveries: list[int] = []
         async with session_scope(self.sessions) as session:
-            channel = await get_channel(session, channel_id, include_deleted=False)
             for event in events:
                 if isinstance(event, InboundMessage):
                     stored = await accept_inbound(session, channel=channel, event=event)
@@ -70,10 +69,11 @@ class Runtime:
             ).first()
         return (row[0], row[1]) if row else (None, None)
 
-    async def deliver_soon(self, delivery_ids: list[int]) -> None:
+    async def deliver_soon(self, delivery_ids: list[int]) -> list[Settled]:
         """After commit: try the side effects now, within the inline budget; the worker finishes the rest."""
-        if delivery_ids:
-            await self.worker.deliver_inline(delivery_ids, self.settings.inline_delivery_budget_seconds)
+        if not delivery_ids:
+            return []
+        return await self.worker.deliver_inline(delivery_ids, self.settings.inline_delivery_budget_seconds)
 
     async def drain(self) -> None:
         """Wait for inline deliveries and scripted customer answers still under way."""

@@ -493,7 +493,7 @@ def run_relay(
     ).stdout.strip()  # fmt: skip
     if sql_stats:
         env["BENCH_SQL_STATS"] = "1"
-    if client == "default" and not sql_stats:
+    if client == "aiohttp" and not sql_stats:  # exactly `byoc serve`
         argv = [BYOC, "serve", "--port", str(port)]
     else:
         argv = [PYTHON, str(BENCH / "relay_server.py"), "--port", str(port)]
@@ -747,7 +747,7 @@ def main() -> int:
     parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--duration", type=int, default=None, help="seconds of each saturation run")
     parser.add_argument("--quick", action="store_true", help="short runs (about a minute per database)")
-    parser.add_argument("--http-client", choices=("default", "aiohttp", "both"), default="default")
+    parser.add_argument("--http-client", choices=("default", "aiohttp", "both"), default="aiohttp")
     parser.add_argument("--rate", type=float, default=200.0, help="fixed offered load, requests/s")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--profile", action="store_true", help="py-spy the relay during saturation")

@@ -71,13 +71,11 @@ def main() -> None:
         settings = settings.model_copy(update={"public_url": f"http://{args.host}:{args.port}"})
     logging.basicConfig(level=settings.log_level.upper())
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    choice = os.environ.get("BENCH_HTTP_CLIENT", "default")
-    http: httpx.AsyncClient | None = None
-    if choice == "aiohttp":
-        from app.http import make_http_client
-
-        http = make_http_client(timeout=settings.cxone_timeout_seconds)
-    elif choice != "default":
+    choice = os.environ.get("BENCH_HTTP_CLIENT", "aiohttp")
+    http: httpx.AsyncClient | None = None  # None: what `byoc serve` uses (httpx over aiohttp)
+    if choice == "default":
+        http = httpx.AsyncClient(timeout=settings.cxone_timeout_seconds)  # httpx's own transport
+    elif choice != "aiohttp":
         raise SystemExit(f"BENCH_HTTP_CLIENT must be default or aiohttp, not {choice!r}")
     runtime = build_runtime(settings, cxone_http=http)
     ranked = _time_statements(_engines(runtime)) if os.environ.get("BENCH_SQL_STATS") else None

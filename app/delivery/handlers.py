@@ -44,14 +44,17 @@ class DeliveryHandlers:
 
     async def perform(self, delivery_id: int) -> Outcome:
         async with self._sessions() as session:
-            delivery = await session.get(Delivery, delivery_id)
-            assert delivery is not None
-            channel = await session.get(Channel, delivery.channel_id)
-            assert channel is not None
-            integration = await session.get(Integration, channel.integration_id)
-            assert integration is not None
-            message = await session.get(Message, delivery.message_id) if delivery.message_id else None
-            thread = await session.get(Thread, message.thread_id) if message else None
+            row = (
+                await session.execute(
+                    select(Delivery, Channel, Integration, Message, Thread)
+                    .join(Channel, Channel.id == Delivery.channel_id)
+                    .join(Integration, Integration.id == Channel.integration_id)
+                    .outerjoin(Message, Message.id == Delivery.message_id)
+                    .outerjoin(Thread, Thread.id == Message.thread_id)
+                    .where(Delivery.id == delivery_id)
+                )
+            ).one()
+            delivery, channel, integration, message, thread = row
             reply_to = await _provider_id_of(session, message) if message else None
         if delivery.expires_at is not None and delivery.expires_at <= utcnow():
             return Outcome("expired", error="expired before it could be delivered")

@@ -13,6 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from app.crashpoints import crash_point
 from app.delivery.handlers import DeliveryHandlers
@@ -23,6 +24,17 @@ from app.metrics import Metrics
 log = logging.getLogger("byoc.delivery")
 
 RECLAIM_EVERY_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Settled:
+    """Where an attempt left its row: delivered, pending (to retry), dead or expired."""
+
+    delivery_id: int
+    status: str
+    error: str | None
+
+
 RECORD_BATCH = 200
 
 
@@ -46,7 +58,7 @@ class DeliveryWorker:
         self._grace = grace_seconds
         self._crash_at = crash_at
         self.owner = f"{uuid.uuid4().hex[:12]}"
-        self._running: dict[int, asyncio.Task[None]] = {}
+        self._running: dict[int, asyncio.Task[Settled | None]] = {}
         self._finished: asyncio.Queue[tuple[Claim, Outcome, asyncio.Future[str | None]]] = asyncio.Queue()
         self._recorder: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -61,15 +73,18 @@ class DeliveryWorker:
     def in_flight(self) -> int:
         return len(self._running)
 
-    async def deliver_inline(self, ids: Sequence[int], budget: float) -> None:
+    async def deliver_inline(self, ids: Sequence[int], budget: float) -> list[Settled]:
         """Try these rows now, waiting at most `budget` seconds; past that they finish in the background.
-        Rows that cannot go yet (an earlier message of the thread is pending, no rate tokens) stay queued."""
+        Rows that cannot go yet (an earlier message of the thread is pending, no rate tokens) stay queued.
+        Returns what became of those that settled within the budget."""
         claims = await self.queue.claim(self.owner, len(ids), only=ids)
         tasks = [self._start(claim) for claim in claims]
         if len(claims) < len(ids):
             self.wake()
-        if tasks:
-            await asyncio.wait(tasks, timeout=budget)
+        if not tasks:
+            return []
+        done, _ = await asyncio.wait(tasks, timeout=budget)
+        return [settled for task in done if (settled := task.result()) is not None]
 
     async def wait_idle(self) -> None:
         while self._running:
@@ -122,13 +137,13 @@ class DeliveryWorker:
         with contextlib.suppress(Exception):
             await self.queue.release(self.owner, unfinished)
 
-    def _start(self, claim: Claim) -> asyncio.Task[None]:
+    def _start(self, claim: Claim) -> asyncio.Task[Settled | None]:
         task = asyncio.create_task(self._execute(claim))
         self._running[claim.id] = task
         task.add_done_callback(lambda _: self._running.pop(claim.id, None))
         return task
 
-    async def _execute(self, claim: Claim) -> None:
+    async def _execute(self, claim: Claim) -> Settled | None:
         started = time.perf_counter()
         try:
             outcome = await self._handlers.perform(claim.id)
@@ -146,12 +161,14 @@ class DeliveryWorker:
             log.exception(
                 "delivery %s: outcome not recorded; its lease will expire and it is retried", claim.id
             )
-            return
+            return None
         self._metrics.attempt(claim.kind, outcome.kind, time.perf_counter() - started)
         if status is None:
             log.warning("delivery %s: lease lost before its outcome was recorded", claim.id)
-        elif status in ("dead", "expired") or outcome.kind == "retry":
+            return None
+        if status in ("dead", "expired") or outcome.kind == "retry":
             log.info("delivery %s (%s) attempt %s: %s", claim.id, claim.kind, claim.attempt, status)
+        return Settled(claim.id, status, outcome.error)
 
     async def _record(self, claim: Claim, outcome: Outcome) -> str | None:
         """Hand the outcome to the recorder, which commits the outcomes waiting at that moment together."""

@@ -89,10 +89,9 @@ async def _commit_and_deliver(
     crash_point(runtime.settings.crash_at, "box.after_commit")
     if accepted.duplicate:
         return
-    await runtime.deliver_soon(accepted.delivery_ids)
-    status, error = await runtime.message_state(accepted.message.id)
-    if status == "failed":
-        raise relay.delivery_failed(error)
+    for settled in await runtime.deliver_soon(accepted.delivery_ids):
+        if settled.status == "dead":
+            raise relay.delivery_failed(settled.error)
 
 
 def _message_url(runtime: RuntimeDep, message_id: str) -> str:

@@ -45,7 +45,7 @@ async def provider_webhook(
         events = adapter.parse(inbound, config)
     except ValueError as exc:
         raise ApiError(422, "invalid_event", str(exc)) from None
-    accepted = await runtime.receive_events(channel.id, events)
+    accepted = await runtime.receive_events(channel, events)
     duplicates = sum(1 for a in accepted if a.duplicate)
     return WebhookAccepted(
         messages=len(accepted) - duplicates, duplicates=duplicates, other_events=len(events) - len(accepted)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -54,6 +55,14 @@ async def count(runtime: Runtime, *where: ColumnElement[bool]) -> int:
         return int(await session.scalar(select(func.count()).select_from(Delivery).where(*where)) or 0)
 
 
+async def settled(runtime: Runtime, where: ColumnElement[bool], expected: int, *, within: float) -> None:
+    """Poll the database until `expected` rows match."""
+    deadline = time.monotonic() + within
+    while (found := await count(runtime, where)) != expected:
+        assert time.monotonic() < deadline, f"{found} rows match, {expected} expected"
+        await asyncio.sleep(0.1)
+
+
 async def wait(check: object, *, within: float, what: str) -> None:
     await asyncio.to_thread(wait_until, check, within=within, what=what)
 
@@ -79,11 +88,7 @@ async def test_kill_9_of_a_worker_mid_run_loses_and_doubles_nothing(
         worker.kill()
         start_worker(started, tmp_path, env)
         await wait(lambda: provider_stats(provider)["deliveries"] >= total, within=240, what="all delivered")
-        await wait(
-            lambda: asyncio.run(count(runtime, Delivery.status != "delivered")) == 0,
-            within=30,
-            what="recorded",
-        )
+        await settled(runtime, Delivery.status != "delivered", 0, within=30)
         delivered = [d["webhook_id"] for d in provider_deliveries(provider)]
         stats = provider_stats(provider)
     assert len(delivered) == total  # nothing lost
@@ -185,9 +190,7 @@ async def test_sigterm_past_the_grace_period_hands_work_back_for_the_next_worker
         assert await count(runtime, Delivery.status == "in_flight") == 0  # released, not left to a 60 s lease
         behave(provider, {"latency": 0})
         start_worker(started, tmp_path, env)
-        await wait(
-            lambda: asyncio.run(count(runtime, Delivery.status == "delivered")) == 10, within=30, what="done"
-        )
+        await settled(runtime, Delivery.status == "delivered", 10, within=30)
         delivered = [d["webhook_id"] for d in provider_deliveries(provider)]
     assert sorted(delivered) == sorted(ids)
 
@@ -205,11 +208,7 @@ async def test_four_workers_claim_each_job_once_per_attempt(
         env = process_env(database_url, worker_concurrency=16)
         for _ in range(4):
             start_worker(started, tmp_path, env)
-        await wait(
-            lambda: asyncio.run(count(runtime, Delivery.status == "delivered")) == total,
-            within=120,
-            what="all",
-        )
+        await settled(runtime, Delivery.status == "delivered", total, within=120)
         stats = provider_stats(provider)
     async with runtime.sessions() as session:
         claims = (await session.execute(select(DeliveryAttempt.delivery_id, DeliveryAttempt.worker))).all()
@@ -247,3 +246,27 @@ async def test_a_rate_limit_holds_across_four_workers(
         busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
         assert busiest <= budget + (1 if times is arrivals else 0), json.dumps(times)
     assert claims[-1] - claims[0] >= (total - 1 - 1) / rate * 0.95  # paced, not bursted
+
+
+async def test_transient_failures_never_reorder_a_thread(
+    runtime: Runtime, database_url: str, tmp_path: Path
+) -> None:
+    threads, per_thread = 100, 50
+    secret = fresh_secret()
+    with processes() as started:
+        provider = start_provider(started, tmp_path, secret)
+        integration, channel, _ = await set_up_channel(runtime, provider, secret)
+        await seed_replies_fast(runtime, integration, channel, threads=threads, per_thread=per_thread)
+        behave(provider, {"fail_ratio": {"ratio": 0.2, "status": 503}})
+        start_worker(
+            started, tmp_path, process_env(database_url, worker_concurrency=32, retry_max_attempts=50)
+        )
+        await settled(runtime, Delivery.status == "delivered", threads * per_thread, within=300)
+        deliveries = provider_deliveries(provider)
+        stats = provider_stats(provider)
+    assert stats["attempts"] > threads * per_thread  # failures did happen, and were retried
+    order: dict[str, list[int]] = {}
+    for delivery in deliveries:
+        order.setdefault(delivery["thread_id"], []).append(int(delivery["text"].split(":")[1]))
+    assert len(order) == threads
+    assert all(sequence == list(range(per_thread)) for sequence in order.values())  # 0 inversions
