@@ -118,8 +118,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
-    async def _database_error(_: Request, exc: OperationalError | InterfaceError) -> JSONResponse:
-        log.error("database error: %s", type(exc.orig).__name__)
+    @app.exception_handler(ConnectionError)
+    async def _database_error(_: Request, exc: Exception) -> JSONResponse:
+        log.error("database unavailable: %s", type(getattr(exc, "orig", exc)).__name__)
         return JSONResponse(
             error_body("database_unavailable", "The database is not answering; retry shortly."),
             503,

@@ -82,6 +82,7 @@ def build_runtime(
         metrics=metrics,
         http=http,
     )
+    worker.set_housekeeping(runtime.housekeeping)
     for name in registry.names():
         adapter = registry.get(name)
         if isinstance(adapter, LoopbackAdapter):

@@ -14,12 +14,15 @@ from app.adapters.registry import AdapterRegistry
 from app.config import Settings
 from app.crashpoints import crash_point
 from app.db import Database, session_scope
+from app.delivery.queue import claim_inline, inline_claims
 from app.delivery.worker import DeliveryWorker, Settled
 from app.metrics import Metrics
 from app.models import Channel, Message
 from app.security import CredentialBox
 from app.services.channels import get_channel
 from app.services.cxone import CxoneGateway
+from app.services.idempotency import prune as prune_idempotency_keys
+from app.services.integrations import prune_box_tokens
 from app.services.relay import AcceptedInbound, accept_inbound, accept_receipt
 
 
@@ -39,9 +42,10 @@ class Runtime:
     async def receive_inbound(self, channel_id: str, event: InboundMessage) -> AcceptedInbound:
         """A customer message from any source: stored and committed, then relayed to CXone at once."""
         async with session_scope(self.sessions) as session:
+            self.claim_inline(session)
             channel = await get_channel(session, channel_id, include_deleted=False)
             accepted = await accept_inbound(session, channel=channel, event=event)
-        await self.deliver_soon(accepted.delivery_ids)
+        await self.deliver_soon(session, accepted.delivery_ids)
         return accepted
 
     async def receive_events(self, channel: Channel, events: list[InboundEvent]) -> list[AcceptedInbound]:
@@ -49,6 +53,7 @@ class Runtime:
         accepted: list[AcceptedInbound] = []
         deliveries: list[int] = []
         async with session_scope(self.sessions) as session:
+            self.claim_inline(session)
             for event in events:
                 if isinstance(event, InboundMessage):
                     stored = await accept_inbound(session, channel=channel, event=event)
@@ -58,7 +63,7 @@ class Runtime:
                     deliveries += await accept_receipt(session, channel=channel, receipt=event)
                 # Customer typing has no documented way into CXone (see docs/cxone-contract.md §3.6).
         crash_point(self.settings.crash_at, "webhook.after_commit")
-        await self.deliver_soon(deliveries)
+        await self.deliver_soon(session, deliveries)
         return accepted
 
     async def message_state(self, message_id: str) -> tuple[str | None, str | None]:
@@ -69,11 +74,25 @@ class Runtime:
             ).first()
         return (row[0], row[1]) if row else (None, None)
 
-    async def deliver_soon(self, delivery_ids: list[int]) -> list[Settled]:
+    def claim_inline(self, session: AsyncSession) -> None:
+        """Rows this request's transaction enqueues are claimed for this process as they are written."""
+        claim_inline(session, self.worker.owner, self.worker.queue.lease)
+
+    async def deliver_soon(self, session: AsyncSession, delivery_ids: list[int]) -> list[Settled]:
         """After commit: try the side effects now, within the inline budget; the worker finishes the rest."""
         if not delivery_ids:
             return []
-        return await self.worker.deliver_inline(delivery_ids, self.settings.inline_delivery_budget_seconds)
+        return await self.worker.deliver_inline(
+            delivery_ids, self.settings.inline_delivery_budget_seconds, claimed=inline_claims(session)
+        )
+
+    async def housekeeping(self) -> None:
+        """Forget what is no longer needed: idempotency keys past their retention, expired CXone tokens."""
+        async with session_scope(self.sessions) as session:
+            await prune_idempotency_keys(
+                session, older_than_seconds=self.settings.idempotency_key_ttl_seconds
+            )
+            await prune_box_tokens(session)
 
     async def drain(self) -> None:
         """Wait for inline deliveries and scripted customer answers still under way."""

@@ -40,6 +40,21 @@ class Claim:
     started_at: datetime
 
 
+INLINE_CLAIM = "byoc.inline_claim"
+
+
+def claim_inline(session: AsyncSession, owner: str, lease: timedelta) -> None:
+    """Ask that rows this transaction enqueues be claimed at once by `owner`, where nothing stands before
+    them (an earlier row of their lane, a rate limit, a breaker). The request then delivers them after
+    commit without a claim transaction of its own; if the process dies first, their lease runs out."""
+    session.info[INLINE_CLAIM] = (owner, lease, [])
+
+
+def inline_claims(session: AsyncSession) -> list[Claim]:
+    entry = session.info.get(INLINE_CLAIM)
+    return list(entry[2]) if entry else []
+
+
 async def enqueue(
     session: AsyncSession,
     *,
@@ -53,7 +68,7 @@ async def enqueue(
     expires_at: datetime | None = None,
 ) -> Delivery:
     """Add a side effect to the caller's transaction. It leaves only if that transaction commits."""
-    await ensure_destination(session, destination)
+    target = await ensure_destination(session, destination)
     delivery = Delivery(
         kind=kind,
         channel_id=channel_id,
@@ -64,19 +79,54 @@ async def enqueue(
         payload=payload or {},
         expires_at=expires_at,
     )
+    inline = session.info.get(INLINE_CLAIM)
+    now = utcnow()
+    if inline is not None and await _free_to_go(session, target, ordering_key):
+        owner, lease, claims = inline
+        delivery.status, delivery.lease_owner, delivery.lease_until = "in_flight", owner, now + lease
+        delivery.attempts = 1
     session.add(delivery)
     await session.flush()
+    if delivery.status == "in_flight":
+        session.add(
+            DeliveryAttempt(
+                delivery_id=delivery.id,
+                attempt_no=1,
+                worker=owner,
+                started_at=now,
+                finished_at=now,
+                latency_ms=0.0,
+                outcome="in_flight",
+            )
+        )
+        claims.append(Claim(delivery.id, kind, 1, destination, now))
     return delivery
 
 
-async def ensure_destination(session: AsyncSession, key: str) -> None:
-    if await session.get(Destination, key) is not None:
-        return
+async def _free_to_go(session: AsyncSession, destination: Destination | None, ordering_key: str) -> bool:
+    """Nothing holds this row back: no limit or breaker on its destination, no earlier row in its lane."""
+    if destination is None or destination.rate_per_second is not None:
+        return False
+    if destination.disabled_at is not None or destination.breaker_state != "closed":
+        return False
+    earlier = await session.scalar(
+        select(exists().where(Delivery.ordering_key == ordering_key, Delivery.status.in_(ACTIVE)))
+    )
+    return not earlier
+
+
+async def ensure_destination(session: AsyncSession, key: str) -> Destination | None:
+    """The destination's row, created on first use (None if another transaction is creating it now)."""
+    found = await session.get(Destination, key)
+    if found is not None:
+        return found
     try:
         async with session.begin_nested():
-            session.add(Destination(key=key))
+            created = Destination(key=key)
+            session.add(created)
     except IntegrityError:
-        pass  # created concurrently by another transaction: fine
+        return None  # created concurrently by another transaction: fine
+    return created
 
 
 def _excerpt(text: str | None) -> str | None:
@@ -191,11 +241,8 @@ class DeliveryQueue:
         limited = sorted({d.destination for d in candidates if quotas.get(d.destination) is not None})
         remaining: dict[str, int] = {}
         for key in limited:
-            destination = await session.scalar(
-                select(Destination).where(Destination.key == key).with_for_update()
-            )
+            destination = await session.get(Destination, key, with_for_update=True, populate_existing=True)
             assert destination is not None
-            await session.refresh(destination)
             quota = _may_send(destination, now, self.breaker) or 0
             wanted = sum(1 for d in candidates if d.destination == key)
             granted = min(quota, wanted)

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from app.crashpoints import crash_point
@@ -24,6 +24,7 @@ from app.metrics import Metrics
 log = logging.getLogger("byoc.delivery")
 
 RECLAIM_EVERY_SECONDS = 1.0
+HOUSEKEEPING_EVERY_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class DeliveryWorker:
         self._poll = poll_seconds
         self._grace = grace_seconds
         self._crash_at = crash_at
+        self._housekeeping: Callable[[], Awaitable[None]] | None = None
         self.owner = f"{uuid.uuid4().hex[:12]}"
         self._running: dict[int, asyncio.Task[Settled | None]] = {}
         self._finished: asyncio.Queue[tuple[Claim, Outcome, asyncio.Future[str | None]]] = asyncio.Queue()
@@ -64,6 +66,10 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self.last_heartbeat: float | None = None
         self.looping = False
+
+    def set_housekeeping(self, chores: Callable[[], Awaitable[None]]) -> None:
+        """Periodic clean-up, run by whichever worker loops (every few minutes)."""
+        self._housekeeping = chores
 
     def wake(self) -> None:
         """New rows were committed here: look now instead of at the next poll."""
@@ -73,11 +79,16 @@ class DeliveryWorker:
     def in_flight(self) -> int:
         return len(self._running)
 
-    async def deliver_inline(self, ids: Sequence[int], budget: float) -> list[Settled]:
+    async def deliver_inline(
+        self, ids: Sequence[int], budget: float, *, claimed: Sequence[Claim] = ()
+    ) -> list[Settled]:
         """Try these rows now, waiting at most `budget` seconds; past that they finish in the background.
+        `claimed` are rows already claimed for us when they were enqueued; the others are claimed here.
         Rows that cannot go yet (an earlier message of the thread is pending, no rate tokens) stay queued.
         Returns what became of those that settled within the budget."""
-        claims = await self.queue.claim(self.owner, len(ids), only=ids)
+        held = {claim.id for claim in claimed}
+        rest = [delivery_id for delivery_id in ids if delivery_id not in held]
+        claims = list(claimed) + (await self.queue.claim(self.owner, len(rest), only=rest) if rest else [])
         tasks = [self._start(claim) for claim in claims]
         if len(claims) < len(ids):
             self.wake()
@@ -96,6 +107,7 @@ class DeliveryWorker:
         self.looping = True
         renewer = asyncio.create_task(self._renew_leases(stop))
         last_reclaim = 0.0
+        last_housekeeping = time.monotonic()
         try:
             while not stop.is_set():
                 self.last_heartbeat = time.monotonic()
@@ -103,6 +115,12 @@ class DeliveryWorker:
                     if time.monotonic() - last_reclaim >= RECLAIM_EVERY_SECONDS:
                         last_reclaim = time.monotonic()
                         await self.queue.reclaim_expired()
+                    if (
+                        self._housekeeping
+                        and time.monotonic() - last_housekeeping >= HOUSEKEEPING_EVERY_SECONDS
+                    ):
+                        last_housekeeping = time.monotonic()
+                        await self._housekeeping()
                     free = self._concurrency - len(self._running)
                     claims = await self.queue.claim(self.owner, free) if free > 0 else []
                 except Exception as exc:  # the database is away: keep the loop, back off a little

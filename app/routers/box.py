@@ -89,7 +89,7 @@ async def _commit_and_deliver(
     crash_point(runtime.settings.crash_at, "box.after_commit")
     if accepted.duplicate:
         return
-    for settled in await runtime.deliver_soon(accepted.delivery_ids):
+    for settled in await runtime.deliver_soon(session, accepted.delivery_ids):
         if settled.status == "dead":
             raise relay.delivery_failed(settled.error)
 
@@ -111,6 +111,7 @@ async def outbound(
     session: SessionDep,
     runtime: RuntimeDep,
 ) -> OutboundResponse:
+    runtime.claim_inline(session)
     accepted = await relay.accept_outbound(
         session,
         integration=integration,
@@ -144,6 +145,7 @@ async def legacy_reply(
     session: SessionDep,
     runtime: RuntimeDep,
 ) -> LegacyReplyResponse:
+    runtime.claim_inline(session)
     accepted = await relay.accept_legacy_reply(
         session,
         integration=integration,
@@ -169,6 +171,7 @@ async def sender_action(
     session: SessionDep,
     runtime: RuntimeDep,
 ) -> Response:
+    runtime.claim_inline(session)
     deliveries = await relay.show_agent_typing(
         session,
         integration=integration,
@@ -179,7 +182,7 @@ async def sender_action(
         ttl_seconds=runtime.settings.typing_ttl_seconds,
     )
     await session.commit()
-    await runtime.deliver_soon(deliveries)
+    await runtime.deliver_soon(session, deliveries)
     return Response(status_code=204)
 
 

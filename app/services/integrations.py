@@ -182,3 +182,7 @@ async def integration_for_bearer(session: AsyncSession, token: str) -> Integrati
     if row is None or row.expires_at <= utcnow():
         return None
     return await session.get(Integration, row.integration_id)
+
+
+async def prune_box_tokens(session: AsyncSession) -> None:
+    await session.execute(delete(BoxToken).where(BoxToken.expires_at < utcnow()))

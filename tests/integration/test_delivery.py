@@ -7,12 +7,16 @@ import asyncio
 import statistics
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
-from app.models import Delivery, DeliveryAttempt, IdempotencyKey, Message
+from app.main import build_runtime, create_app
+from app.models import BoxToken, Delivery, DeliveryAttempt, IdempotencyKey, Message
+from app.models.base import utcnow
 from app.services import relay
 from app.services.api_keys import Role
 from tests.conftest import (
@@ -377,3 +381,37 @@ async def test_readyz_is_503_when_the_worker_is_not_running(stack: Stack) -> Non
     answer = await stack.relay.get("/readyz")
     assert answer.status_code == 503
     assert answer.json()["worker"] == "down"
+
+
+async def test_housekeeping_forgets_old_idempotency_keys_and_expired_tokens(
+    stack: Stack, wired: Wired, admin_headers: dict[str, str]
+) -> None:
+    await box_headers(stack, wired)
+    async with stack.runtime.sessions() as session, session.begin():
+        session.add(
+            IdempotencyKey(
+                scope="admin-api", key="old", request_hash="x", created_at=utcnow() - timedelta(days=2)
+            )
+        )
+        session.add(IdempotencyKey(scope="admin-api", key="new", request_hash="x"))
+        await session.execute(update(BoxToken).values(expires_at=utcnow() - timedelta(seconds=1)))
+    await stack.runtime.housekeeping()
+    assert [k.key for k in await rows(stack, IdempotencyKey)] == ["new"]
+    assert await rows(stack, BoxToken) == []
+
+
+async def test_an_unreachable_database_is_503_not_500(database_url: str) -> None:
+    settings = make_settings("postgresql+asyncpg://postgres@127.0.0.1:1/nowhere")
+    app = create_app(settings, runtime=build_runtime(settings))
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://relay.test") as client:
+        ready = await client.get("/readyz")
+        listed = await client.get("/api/v1/channels", headers={"Authorization": "Bearer byoc_x_y"})
+        token = await client.post(
+            "/integration/box/1.0/token",
+            json={"grant_type": "client_credentials", "client_id": "c", "client_secret": "s"},
+        )
+    await app.state.runtime.close()
+    assert ready.status_code == 503
+    assert (listed.status_code, listed.json()["code"]) == (503, "database_unavailable")
+    assert (token.status_code, token.headers["retry-after"]) == (503, "5")
