@@ -1,8 +1,8 @@
 """The outbound HTTP client shared by the CXone gateway and the channel adapters.
 
 httpx stays the API (per-call timeouts, `follow_redirects`, its exceptions), and requests travel over
-aiohttp's connection pool through the `httpx-aiohttp` transport: on this machine a bare forwarder moves
-about 2.5 times as many requests per second that way as with httpx's default transport (README, Benchmarks).
+aiohttp's connection pool through the `httpx-aiohttp` transport: a bare forwarder on this kind of machine
+moves about 2.5 times as many requests per second that way as with httpx's default transport.
 """
 
 from __future__ import annotations

@@ -1,14 +1,15 @@
 """End-to-end benchmark of byoc-relay against a bare forwarder, with real processes and real sockets.
 
     .venv/bin/python bench/relay.py [--db sqlite|postgres|both] [--duration S] [--quick]
-                                    [--http-client default|aiohttp|both] [--rate 200] [--profile]
+                                    [--http-client aiohttp|default|both] [--rate 200] [--profile]
 
 Processes (each its own OS process, all stopped at the end, also on Ctrl-C or failure):
   * the CXone simulator (bench/simulator_server.py), counting the messages it accepts per second;
   * the fake provider (python -m tests.fakes.provider), counting deliveries per second;
   * the bare forwarder (bench/bare_forwarder.py): the baseline, forwards each body to the fake provider;
   * the relay: `byoc serve` (one process, worker inside) on a fresh SQLite file or a fresh PostgreSQL
-    database created here and dropped at the end (`bench/relay_server.py` when --http-client aiohttp);
+    database created here and dropped at the end (`bench/relay_server.py` for --http-client default,
+    which swaps in httpx's own transport, or with --sql-stats);
   * the load generators: wrk (closed loop, 8 connections: saturation) and bench/openloop.py (aiohttp,
     open loop at a fixed rate: latency under a load well below saturation).
 
