@@ -66,13 +66,10 @@ class Runtime:
         await self.deliver_soon(session, deliveries)
         return accepted
 
-    async def message_state(self, message_id: str) -> tuple[str | None, str | None]:
-        """A fresh read of (status, error), for answers given after the worker may have moved it on."""
+    async def message_status(self, message_id: str) -> str | None:
+        """A fresh read, for answers given after the worker may have moved the message on."""
         async with self.reads() as session:
-            row = (
-                await session.execute(select(Message.status, Message.error).where(Message.id == message_id))
-            ).first()
-        return (row[0], row[1]) if row else (None, None)
+            return await session.scalar(select(Message.status).where(Message.id == message_id))
 
     def claim_inline(self, session: AsyncSession) -> None:
         """Rows this request's transaction enqueues are claimed for this process as they are written."""

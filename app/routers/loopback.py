@@ -46,11 +46,10 @@ async def customer_writes(
             attachments=tuple(Attachment(url=a.url, friendly_name=a.friendly_name) for a in data.attachments),
         ),
     )
-    status, _error = await runtime.message_state(accepted.message.id)
     return CustomerMessageAccepted(
         message_id=accepted.message.id,
         thread_id=accepted.thread.external_id,
-        status=status or accepted.message.status,
+        status=await runtime.message_status(accepted.message.id) or accepted.message.status,
         duplicate=accepted.duplicate,
     )
 

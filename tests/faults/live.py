@@ -19,11 +19,9 @@ from typing import Any
 from sqlalchemy import insert
 
 from app.adapters.webhook import generate_secret
-from app.config import Settings
 from app.db import session_scope
 from app.delivery.kinds import SEND_TO_PROVIDER
 from app.delivery.queue import ensure_destination
-from app.main import build_runtime
 from app.models import Channel, Delivery, Integration, Message, Thread
 from app.models.base import new_uuid, utcnow
 from app.runtime import Runtime
@@ -307,7 +305,3 @@ async def seed_replies_fast(
 
 def fresh_secret() -> str:
     return generate_secret()
-
-
-def runtime_for(settings: Settings) -> Runtime:
-    return build_runtime(settings)
