@@ -13,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -303,5 +304,19 @@ async def seed_replies_fast(
     return [m["id"] for m in messages]
 
 
-def fresh_secret() -> str:
-    return generate_secret()
+@dataclass(frozen=True)
+class Platform:
+    """A fake platform running in its own process, and the webhook channel that leads to it."""
+
+    url: str
+    secret: str
+    integration: Integration
+    channel: Channel
+    client_secret: str
+
+
+async def start_platform(started: list[Live], tmp: Path, runtime: Runtime) -> Platform:
+    secret = generate_secret()
+    url = start_provider(started, tmp, secret)
+    integration, channel, client_secret = await set_up_channel(runtime, url, secret)
+    return Platform(url, secret, integration, channel, client_secret)

@@ -25,15 +25,13 @@ from tests.conftest import database_kind, make_settings
 from tests.fakes.provider import FakeProvider
 from tests.faults.live import (
     free_port,
-    fresh_secret,
     process_env,
     processes,
     provider_deliveries,
     provider_stats,
     seed_replies,
     seed_replies_fast,
-    set_up_channel,
-    start_provider,
+    start_platform,
     start_relay,
     start_worker,
     wait_until,
@@ -75,10 +73,9 @@ async def test_kill_9_of_a_worker_mid_run_loses_and_doubles_nothing(
     runtime: Runtime, database_url: str, tmp_path: Path
 ) -> None:
     total, concurrency = 10_000, 32
-    secret = fresh_secret()
     with processes() as started:
-        provider = start_provider(started, tmp_path, secret)
-        integration, channel, _ = await set_up_channel(runtime, provider, secret)
+        platform = await start_platform(started, tmp_path, runtime)
+        provider, integration, channel = platform.url, platform.integration, platform.channel
         ids = await seed_replies_fast(runtime, integration, channel, threads=100, per_thread=total // 100)
         env = process_env(database_url, worker_concurrency=concurrency)
         worker = start_worker(started, tmp_path, env)
@@ -99,12 +96,11 @@ async def test_kill_9_of_a_worker_mid_run_loses_and_doubles_nothing(
 async def test_a_crash_after_commit_before_the_answer_creates_no_duplicate(
     runtime: Runtime, database_url: str, tmp_path: Path
 ) -> None:
-    secret = fresh_secret()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with processes() as started:
-        provider = start_provider(started, tmp_path, secret)
-        integration, channel, client_secret = await set_up_channel(runtime, provider, secret)
+        platform = await start_platform(started, tmp_path, runtime)
+        provider, integration, channel = platform.url, platform.integration, platform.channel
         env = process_env(database_url, public_url=base)
 
         relay = start_relay(started, tmp_path, {**env, "BYOC_CRASH_AT": "box.after_commit"}, port=port)
@@ -115,7 +111,7 @@ async def test_a_crash_after_commit_before_the_answer_creates_no_duplicate(
                     json={
                         "grant_type": "client_credentials",
                         "client_id": integration.box_client_id,
-                        "client_secret": client_secret,
+                        "client_secret": platform.client_secret,
                     },
                 )
             ).json()["access_token"]
@@ -138,7 +134,7 @@ async def test_a_crash_after_commit_before_the_answer_creates_no_duplicate(
                 started, tmp_path, {**env, "BYOC_CRASH_AT": "webhook.after_commit"}, port=port
             )
             event = FakeProvider.message_event("evt-crash", "+15550100", "are you there?")
-            signed = FakeProvider(secret).signed_headers(event)
+            signed = FakeProvider(platform.secret).signed_headers(event)
             with pytest.raises(httpx.TransportError):
                 await http.post(f"/webhooks/webhook/{channel.id}", content=event, headers=signed)
             relay.process.wait(timeout=10)
@@ -157,10 +153,9 @@ async def test_a_crash_after_commit_before_the_answer_creates_no_duplicate(
 async def test_sigterm_lets_in_flight_work_finish_within_the_grace_period(
     runtime: Runtime, database_url: str, tmp_path: Path
 ) -> None:
-    secret = fresh_secret()
     with processes() as started:
-        provider = start_provider(started, tmp_path, secret)
-        integration, channel, _ = await set_up_channel(runtime, provider, secret)
+        platform = await start_platform(started, tmp_path, runtime)
+        provider, integration, channel = platform.url, platform.integration, platform.channel
         behave(provider, {"latency": 1.5})
         await seed_replies(runtime, integration, channel.id, threads=20, per_thread=1)
         worker = start_worker(started, tmp_path, process_env(database_url, shutdown_grace_seconds=10))
@@ -176,10 +171,9 @@ async def test_sigterm_lets_in_flight_work_finish_within_the_grace_period(
 async def test_sigterm_past_the_grace_period_hands_work_back_for_the_next_worker(
     runtime: Runtime, database_url: str, tmp_path: Path
 ) -> None:
-    secret = fresh_secret()
     with processes() as started:
-        provider = start_provider(started, tmp_path, secret)
-        integration, channel, _ = await set_up_channel(runtime, provider, secret)
+        platform = await start_platform(started, tmp_path, runtime)
+        provider, integration, channel = platform.url, platform.integration, platform.channel
         behave(provider, {"latency": 30})
         ids = await seed_replies(runtime, integration, channel.id, threads=10, per_thread=1)
         env = process_env(database_url, shutdown_grace_seconds=1, lease_seconds=60)
@@ -200,10 +194,9 @@ async def test_four_workers_claim_each_job_once_per_attempt(
     runtime: Runtime, database_url: str, tmp_path: Path
 ) -> None:
     total = 2000
-    secret = fresh_secret()
     with processes() as started:
-        provider = start_provider(started, tmp_path, secret)
-        integration, channel, _ = await set_up_channel(runtime, provider, secret)
+        platform = await start_platform(started, tmp_path, runtime)
+        provider, integration, channel = platform.url, platform.integration, platform.channel
         ids = await seed_replies_fast(runtime, integration, channel, threads=total, per_thread=1)
         env = process_env(database_url, worker_concurrency=16)
         for _ in range(4):
@@ -226,10 +219,9 @@ async def test_a_rate_limit_holds_across_four_workers(
     runtime: Runtime, database_url: str, tmp_path: Path
 ) -> None:
     rate, total = 10, 45
-    secret = fresh_secret()
     with processes() as started:
-        provider = start_provider(started, tmp_path, secret)
-        integration, channel, _ = await set_up_channel(runtime, provider, secret)
+        platform = await start_platform(started, tmp_path, runtime)
+        provider, integration, channel = platform.url, platform.integration, platform.channel
         await seed_replies(runtime, integration, channel.id, threads=total, per_thread=1)
         async with runtime.sessions() as session, session.begin():
             [key] = list(await session.scalars(select(Destination.key)))
@@ -252,10 +244,9 @@ async def test_transient_failures_never_reorder_a_thread(
     runtime: Runtime, database_url: str, tmp_path: Path
 ) -> None:
     threads, per_thread = 100, 50
-    secret = fresh_secret()
     with processes() as started:
-        provider = start_provider(started, tmp_path, secret)
-        integration, channel, _ = await set_up_channel(runtime, provider, secret)
+        platform = await start_platform(started, tmp_path, runtime)
+        provider, integration, channel = platform.url, platform.integration, platform.channel
         await seed_replies_fast(runtime, integration, channel, threads=threads, per_thread=per_thread)
         behave(provider, {"fail_ratio": {"ratio": 0.2, "status": 503}})
         start_worker(
