@@ -40,12 +40,10 @@ class Runtime:
     http: httpx.AsyncClient
 
     async def receive_inbound(self, channel_id: str, event: InboundMessage) -> AcceptedInbound:
-        """A customer message from any source: stored and committed, then relayed to CXone at once."""
-        async with session_scope(self.sessions) as session:
-            self.claim_inline(session)
+        """One customer message that did not come through a webhook (the loopback customer)."""
+        async with self.reads() as session:
             channel = await get_channel(session, channel_id, include_deleted=False)
-            accepted = await accept_inbound(session, channel=channel, event=event)
-        await self.deliver_soon(session, accepted.delivery_ids)
+        [accepted] = await self.receive_events(channel, [event])
         return accepted
 
     async def receive_events(self, channel: Channel, events: list[InboundEvent]) -> list[AcceptedInbound]:
@@ -62,7 +60,7 @@ class Runtime:
                 elif isinstance(event, DeliveryReceipt):
                     deliveries += await accept_receipt(session, channel=channel, receipt=event)
                 # Customer typing has no documented way into CXone (see docs/cxone-contract.md §3.6).
-        crash_point(self.settings.crash_at, "webhook.after_commit")
+        crash_point(self.settings.crash_at, "inbound.after_commit")
         await self.deliver_soon(session, deliveries)
         return accepted
 

@@ -131,7 +131,7 @@ async def test_a_crash_after_commit_before_the_answer_creates_no_duplicate(
 
             relay.kill()
             relay = start_relay(
-                started, tmp_path, {**env, "BYOC_CRASH_AT": "webhook.after_commit"}, port=port
+                started, tmp_path, {**env, "BYOC_CRASH_AT": "inbound.after_commit"}, port=port
             )
             event = FakeProvider.message_event("evt-crash", "+15550100", "are you there?")
             signed = FakeProvider(platform.secret).signed_headers(event)
@@ -261,3 +261,21 @@ async def test_transient_failures_never_reorder_a_thread(
         order.setdefault(delivery["thread_id"], []).append(int(delivery["text"].split(":")[1]))
     assert len(order) == threads
     assert all(sequence == list(range(per_thread)) for sequence in order.values())  # 0 inversions
+
+
+async def test_a_crash_between_the_send_and_its_record_is_resent_without_a_second_effect(
+    runtime: Runtime, database_url: str, tmp_path: Path
+) -> None:
+    with processes() as started:
+        platform = await start_platform(started, tmp_path, runtime)
+        ids = await seed_replies(runtime, platform.integration, platform.channel.id, threads=5, per_thread=1)
+        env = process_env(database_url)
+        crashing = start_worker(started, tmp_path, {**env, "BYOC_CRASH_AT": "worker.after_perform"})
+        assert crashing.process.wait(timeout=30) == 137  # died after sending, before recording
+        assert await count(runtime, Delivery.status == "delivered") == 0
+        start_worker(started, tmp_path, env)
+        await settled(runtime, Delivery.status == "delivered", len(ids), within=30)
+        delivered = [d["webhook_id"] for d in provider_deliveries(platform.url)]
+        stats = provider_stats(platform.url)
+    assert sorted(delivered) == sorted(ids)  # each exactly once at the platform
+    assert stats["duplicates"] >= 1  # the resend happened, and was recognised by its idempotency key
