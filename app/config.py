@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(30.0, ge=1)
     shutdown_grace_seconds: float = Field(20.0, ge=0)
     inline_delivery_budget_seconds: float = Field(2.0, ge=0)
+    config_cache_seconds: float = Field(
+        5.0, ge=0, description="How long a process may reuse channels, integrations and box tokens it read."
+    )
     retry_base_seconds: float = Field(1.0, gt=0)
     retry_cap_seconds: float = Field(300.0, gt=0)
     retry_max_attempts: int = Field(12, ge=1)

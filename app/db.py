@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+U = TypeVar("U")
+R = TypeVar("R")
 
 
 def normalise_url(url: str) -> str:
@@ -109,3 +113,76 @@ async def session_scope(maker: async_sessionmaker[AsyncSession]) -> AsyncIterato
         except BaseException:
             await session.rollback()
             raise
+
+
+class GroupCommit(Generic[U, R]):
+    """Many requests' writes in one transaction: each request hands its unit of work over and waits;
+    one task takes every unit waiting at that moment, runs them together and commits once.
+
+    Under load a commit and its statements are shared by as many requests as arrive while the previous
+    batch is written, and a request is answered only after the commit that holds its work. A batch that
+    fails on a unique constraint (a concurrent twin in another transaction) is retried unit by unit;
+    a unit that fails on its own once more gets the error."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        work: Callable[[AsyncSession, list[U]], Awaitable[list[R]]],
+        *,
+        max_batch: int = 256,
+    ) -> None:
+        self._sessions = sessions
+        self._work = work
+        self._max_batch = max_batch
+        self._waiting: asyncio.Queue[tuple[U, asyncio.Future[R]]] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+
+    async def wait_idle(self) -> None:
+        """Until every unit handed over so far is written (shutdown)."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.wait([self._writer])
+
+    async def submit(self, unit: U) -> R:
+        done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._waiting.put_nowait((unit, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_batches())
+        return await done
+
+    async def _write_batches(self) -> None:
+        while not self._waiting.empty():
+            batch = [self._waiting.get_nowait()]
+            while len(batch) < self._max_batch and not self._waiting.empty():
+                batch.append(self._waiting.get_nowait())
+            try:
+                await self._settle(batch)
+            except IntegrityError:
+                for single in batch:
+                    await self._settle_alone(single)
+
+    async def _settle_alone(self, single: tuple[U, asyncio.Future[R]]) -> None:
+        for tries_left in (1, 0):
+            try:
+                await self._settle([single])
+                return
+            except IntegrityError as exc:
+                if not tries_left and not single[1].done():
+                    single[1].set_exception(exc)
+
+    async def _settle(self, batch: list[tuple[U, asyncio.Future[R]]]) -> None:
+        """Run and commit; IntegrityError propagates (the caller retries), other errors go to the units."""
+        try:
+            async with session_scope(self._sessions) as session:
+                results = await self._work(session, [unit for unit, _ in batch])
+        except IntegrityError:
+            raise
+        except BaseException as exc:
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, done), result in zip(batch, results, strict=True):
+            if not done.done():
+                done.set_result(result)

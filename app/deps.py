@@ -17,7 +17,6 @@ from app.runtime import Runtime
 from app.services import idempotency
 from app.services.api_keys import Role, authenticate_api_key
 from app.services.idempotency import IdempotentRequest
-from app.services.integrations import integration_for_bearer
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -47,10 +46,11 @@ def _bearer(request: Request) -> str | None:
     return None
 
 
-def require_role(role: Role) -> Callable[[Request, Runtime], Awaitable[ApiKey]]:
-    """Admin API auth: `Authorization: Bearer <key>` or `X-API-Key: <key>`, with at least `role`."""
+def require_role(role: Role) -> Callable[[Request, Runtime], AsyncIterator[ApiKey]]:
+    """Admin API auth: `Authorization: Bearer <key>` or `X-API-Key: <key>`, with at least `role`.
+    A call that may change channels or integrations clears the process's config cache, before and after."""
 
-    async def dependency(request: Request, runtime: RuntimeDep) -> ApiKey:
+    async def dependency(request: Request, runtime: RuntimeDep) -> AsyncIterator[ApiKey]:
         presented = request.headers.get("x-api-key") or _bearer(request)
         if not presented:
             raise ApiError(
@@ -72,7 +72,12 @@ def require_role(role: Role) -> Callable[[Request, Runtime], Awaitable[ApiKey]]:
             raise ApiError(
                 403, "forbidden", f"This API key has the role {key.role!r}; this call needs {role.name!r}."
             )
-        return key
+        changes = request.method not in ("GET", "HEAD")
+        if changes:
+            runtime.config.clear()
+        yield key
+        if changes:
+            runtime.config.clear()
 
     return dependency
 
@@ -82,7 +87,7 @@ Operator = Annotated[ApiKey, Depends(require_role(Role.operator))]
 Admin = Annotated[ApiKey, Depends(require_role(Role.admin))]
 
 
-async def box_integration(request: Request, session: SessionDep) -> Integration:
+async def box_integration(request: Request, runtime: RuntimeDep) -> Integration:
     """CXone's bearer token. A 401 with `WWW-Authenticate: Bearer` is what makes CXone fetch a new token."""
     token = _bearer(request)
     if token is None:
@@ -92,7 +97,7 @@ async def box_integration(request: Request, session: SessionDep) -> Integration:
             "A bearer token from the box token endpoint is required.",
             headers={"WWW-Authenticate": 'Bearer realm="byoc-box"'},
         )
-    integration = await integration_for_bearer(session, token)
+    integration = await runtime.config.integration_for_bearer(token)
     if integration is None:
         raise ApiError(
             401,

@@ -2,28 +2,42 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.adapters.base import DeliveryReceipt, InboundEvent, InboundMessage
+from app.adapters.base import InboundEvent, InboundMessage
 from app.adapters.loopback import LoopbackAdapter
 from app.adapters.registry import AdapterRegistry
 from app.config import Settings
 from app.crashpoints import crash_point
-from app.db import Database, session_scope
-from app.delivery.queue import claim_inline, inline_claims
+from app.db import Database, GroupCommit, session_scope
+from app.delivery.queue import Claim, claim_inline, inline_claims
 from app.delivery.worker import DeliveryWorker, Settled
 from app.metrics import Metrics
 from app.models import Channel, Message
 from app.security import CredentialBox
-from app.services.channels import get_channel
+from app.services.config_cache import ConfigCache
 from app.services.cxone import CxoneGateway
 from app.services.idempotency import prune as prune_idempotency_keys
 from app.services.integrations import prune_box_tokens
-from app.services.relay import AcceptedInbound, accept_inbound, accept_receipt
+from app.services.relay import (
+    AcceptedInbound,
+    AcceptedReply,
+    AgentReply,
+    CustomerEvents,
+    Refused,
+    Stored,
+    StoredEvents,
+    Unit,
+    delivery_failed,
+    delivery_ids,
+    store,
+)
+
+Intaken = tuple[Stored, list[Claim]]
 
 
 @dataclass
@@ -38,31 +52,47 @@ class Runtime:
     credential_box: CredentialBox
     metrics: Metrics
     http: httpx.AsyncClient
+    config: ConfigCache = field(init=False)
+    intake: GroupCommit[Unit, Intaken] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.config = ConfigCache(self.reads, self.settings.config_cache_seconds)
+        self.intake = GroupCommit(self.sessions, self._store)
+
+    async def _store(self, session: AsyncSession, units: list[Unit]) -> list[Intaken]:
+        """One group commit's worth of messages; their outbox rows are claimed here as they are written."""
+        claim_inline(session, self.worker.owner, self.worker.queue.lease)
+        results = await store(session, units, self.registry)
+        claims = {claim.id: claim for claim in inline_claims(session)}
+        return [(result, [claims[i] for i in delivery_ids(result) if i in claims]) for result in results]
 
     async def receive_inbound(self, channel_id: str, event: InboundMessage) -> AcceptedInbound:
         """One customer message that did not come through a webhook (the loopback customer)."""
-        async with self.reads() as session:
-            channel = await get_channel(session, channel_id, include_deleted=False)
+        channel, _ = await self.config.live_channel(channel_id)
         [accepted] = await self.receive_events(channel, [event])
         return accepted
 
     async def receive_events(self, channel: Channel, events: list[InboundEvent]) -> list[AcceptedInbound]:
         """Everything one verified webhook call carried, in one transaction: all of it is kept, or none."""
-        accepted: list[AcceptedInbound] = []
-        deliveries: list[int] = []
-        async with session_scope(self.sessions) as session:
-            self.claim_inline(session)
-            for event in events:
-                if isinstance(event, InboundMessage):
-                    stored = await accept_inbound(session, channel=channel, event=event)
-                    accepted.append(stored)
-                    deliveries += stored.delivery_ids
-                elif isinstance(event, DeliveryReceipt):
-                    deliveries += await accept_receipt(session, channel=channel, receipt=event)
-                # Customer typing has no documented way into CXone (see docs/cxone-contract.md §3.6).
+        stored, claims = await self.intake.submit(CustomerEvents(channel, events))
+        assert isinstance(stored, StoredEvents)  # customer events are never refused for their content
         crash_point(self.settings.crash_at, "inbound.after_commit")
-        await self.deliver_soon(session, deliveries)
-        return accepted
+        await self.deliver_soon(stored.delivery_ids, claims)
+        return stored.accepted
+
+    async def accept_reply(self, reply: AgentReply) -> AcceptedReply:
+        """Stored first, then tried within the inline budget: a permanent provider error is answered at once,
+        anything slower is finished by the worker and reaches CXone through the message status API."""
+        stored, claims = await self.intake.submit(reply)
+        if isinstance(stored, Refused):
+            raise stored
+        assert isinstance(stored, AcceptedReply)
+        crash_point(self.settings.crash_at, "box.after_commit")
+        if not stored.duplicate:
+            for settled in await self.deliver_soon(stored.delivery_ids, claims):
+                if settled.status == "dead":
+                    raise delivery_failed(settled.error)
+        return stored
 
     async def message_status(self, message_id: str) -> str | None:
         """A fresh read, for answers given after the worker may have moved the message on."""
@@ -73,12 +103,12 @@ class Runtime:
         """Rows this request's transaction enqueues are claimed for this process as they are written."""
         claim_inline(session, self.worker.owner, self.worker.queue.lease)
 
-    async def deliver_soon(self, session: AsyncSession, delivery_ids: list[int]) -> list[Settled]:
+    async def deliver_soon(self, delivery_ids: list[int], claimed: list[Claim]) -> list[Settled]:
         """After commit: try the side effects now, within the inline budget; the worker finishes the rest."""
         if not delivery_ids:
             return []
         return await self.worker.deliver_inline(
-            delivery_ids, self.settings.inline_delivery_budget_seconds, claimed=inline_claims(session)
+            delivery_ids, self.settings.inline_delivery_budget_seconds, claimed=claimed
         )
 
     async def housekeeping(self) -> None:
@@ -99,6 +129,7 @@ class Runtime:
             await self.worker.wait_idle()
 
     async def close(self) -> None:
+        await self.intake.wait_idle()
         await self.drain()
         await self.worker.close()
         await self.http.aclose()

@@ -18,9 +18,10 @@ from app.delivery.kinds import (
     SEND_TO_PROVIDER,
     STATUS_TO_CXONE,
     TYPING_TO_PROVIDER,
-    enqueue_cxone_status,
+    cxone_status,
 )
 from app.delivery.policy import Outcome, delivered, is_retryable_status
+from app.delivery.queue import enqueue
 from app.models import Channel, Delivery, Integration, Message, Thread
 from app.models.base import utcnow
 from app.security import CredentialBox
@@ -92,13 +93,8 @@ class DeliveryHandlers:
         if delivery.kind == SEND_TO_PROVIDER:
             channel = await session.get(Channel, message.channel_id)
             assert channel is not None
-            await enqueue_cxone_status(
-                session,
-                message=message,
-                integration_id=channel.integration_id,
-                status="failed",
-                reason=(delivery.last_error or "delivery failed")[:500],
-            )
+            reason = (delivery.last_error or "delivery failed")[:500]
+            await enqueue(session, cxone_status(message, channel.integration_id, "failed", reason))
 
     async def _send_to_provider(
         self, channel: Channel, message: Message, thread: Thread, reply_to: str | None

@@ -55,78 +55,106 @@ def inline_claims(session: AsyncSession) -> list[Claim]:
     return list(entry[2]) if entry else []
 
 
-async def enqueue(
-    session: AsyncSession,
-    *,
-    kind: str,
-    channel_id: str,
-    ordering_key: str,
-    destination: str,
-    idempotency_key: str,
-    message_id: str | None = None,
-    payload: dict[str, Any] | None = None,
-    expires_at: datetime | None = None,
-) -> Delivery:
-    """Add a side effect to the caller's transaction. It leaves only if that transaction commits."""
-    target = await ensure_destination(session, destination)
-    delivery = Delivery(
-        kind=kind,
-        channel_id=channel_id,
-        message_id=message_id,
-        ordering_key=ordering_key,
-        destination=destination,
-        idempotency_key=idempotency_key,
-        payload=payload or {},
-        expires_at=expires_at,
-    )
+@dataclass(frozen=True)
+class NewDelivery:
+    """A side effect to add to the caller's transaction (see app/delivery/kinds.py for each kind)."""
+
+    kind: str
+    channel_id: str
+    ordering_key: str
+    destination: str
+    idempotency_key: str
+    message_id: str | None = None
+    payload: dict[str, Any] | None = None
+    expires_at: datetime | None = None
+
+
+async def enqueue(session: AsyncSession, *wanted: NewDelivery) -> list[Delivery]:
+    """Add side effects to the caller's transaction; they leave only if it commits. Set-based, so a
+    batch of a hundred costs the same few statements as one."""
+    destinations = await ensure_destinations(session, {spec.destination for spec in wanted})
     inline = session.info.get(INLINE_CLAIM)
+    busy = await _busy_lanes(session, {spec.ordering_key for spec in wanted}) if inline else set()
     now = utcnow()
-    if inline is not None and await _free_to_go(session, target, ordering_key):
-        owner, lease, claims = inline
-        delivery.status, delivery.lease_owner, delivery.lease_until = "in_flight", owner, now + lease
-        delivery.attempts = 1
-    session.add(delivery)
-    await session.flush()
-    if delivery.status == "in_flight":
-        session.add(
-            DeliveryAttempt(
-                delivery_id=delivery.id,
-                attempt_no=1,
-                worker=owner,
-                started_at=now,
-                finished_at=now,
-                latency_ms=0.0,
-                outcome="in_flight",
-            )
+    deliveries: list[Delivery] = []
+    claimed: list[Delivery] = []
+    for spec in wanted:
+        delivery = Delivery(
+            kind=spec.kind,
+            channel_id=spec.channel_id,
+            message_id=spec.message_id,
+            ordering_key=spec.ordering_key,
+            destination=spec.destination,
+            idempotency_key=spec.idempotency_key,
+            payload=spec.payload or {},
+            expires_at=spec.expires_at,
         )
-        claims.append(Claim(delivery.id, kind, 1, destination, now))
-    return delivery
+        if (
+            inline is not None
+            and spec.ordering_key not in busy
+            and _unhindered(destinations[spec.destination])
+        ):
+            owner, lease, _ = inline
+            delivery.status, delivery.lease_owner, delivery.lease_until = "in_flight", owner, now + lease
+            delivery.attempts = 1
+            claimed.append(delivery)
+        busy.add(spec.ordering_key)  # a later row of the same lane waits for this one
+        deliveries.append(delivery)
+    session.add_all(deliveries)
+    await session.flush()
+    if inline is not None and claimed:
+        owner, _, claims = inline
+        await session.execute(
+            insert(ATTEMPTS),
+            [
+                {
+                    "delivery_id": delivery.id,
+                    "attempt_no": 1,
+                    "worker": owner,
+                    "started_at": now,
+                    "finished_at": now,
+                    "latency_ms": 0.0,
+                    "outcome": "in_flight",
+                }
+                for delivery in claimed
+            ],
+        )
+        claims.extend(Claim(d.id, d.kind, 1, d.destination, now) for d in claimed)
+    return deliveries
 
 
-async def _free_to_go(session: AsyncSession, destination: Destination | None, ordering_key: str) -> bool:
-    """Nothing holds this row back: no limit or breaker on its destination, no earlier row in its lane."""
-    if destination is None or destination.rate_per_second is not None:
-        return False
-    if destination.disabled_at is not None or destination.breaker_state != "closed":
-        return False
-    earlier = await session.scalar(
-        select(exists().where(Delivery.ordering_key == ordering_key, Delivery.status.in_(ACTIVE)))
+def _unhindered(destination: Destination | None) -> bool:
+    """No rate limit or breaker on this destination that the claim query would have to weigh."""
+    return (
+        destination is not None
+        and destination.rate_per_second is None
+        and destination.disabled_at is None
+        and destination.breaker_state == "closed"
     )
-    return not earlier
 
 
-async def ensure_destination(session: AsyncSession, key: str) -> Destination | None:
-    """The destination's row, created on first use (None if another transaction is creating it now)."""
-    found = await session.get(Destination, key)
-    if found is not None:
-        return found
-    try:
-        async with session.begin_nested():
-            created = Destination(key=key)
-            session.add(created)
-    except IntegrityError:
-        return None  # created concurrently by another transaction: fine
-    return created
+async def _busy_lanes(session: AsyncSession, ordering_keys: set[str]) -> set[str]:
+    """Lanes with a row still to deliver: a new row there must wait its turn."""
+    query = (
+        select(Delivery.ordering_key)
+        .where(Delivery.ordering_key.in_(ordering_keys), Delivery.status.in_(ACTIVE))
+        .distinct()
+    )
+    return set(await session.scalars(query))
+
+
+async def ensure_destinations(session: AsyncSession, keys: set[str]) -> dict[str, Destination | None]:
+    """Each destination's row, created on first use (None while another transaction is creating it)."""
+    found = {d.key: d for d in await session.scalars(select(Destination).where(Destination.key.in_(keys)))}
+    for key in sorted(keys - found.keys()):
+        try:
+            async with session.begin_nested():
+                created = Destination(key=key)
+                session.add(created)
+        except IntegrityError:
+            continue  # created concurrently by another transaction: fine
+        found[key] = created
+    return {key: found.get(key) for key in keys}
 
 
 def _excerpt(text: str | None) -> str | None:

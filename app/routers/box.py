@@ -10,8 +10,8 @@ from urllib.parse import parse_qs, unquote
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from app.crashpoints import crash_point
 from app.cxone.client import iso_ms
+from app.delivery.queue import inline_claims
 from app.deps import BoxIntegration, RuntimeDep, SessionDep, box_body
 from app.schemas.box import (
     LegacyReplyRequest,
@@ -80,20 +80,6 @@ def _request_key(request: Request, body: OutboundRequest | LegacyReplyRequest) -
     return request.headers.get("idempotency-key") or body.cxone_request_key
 
 
-async def _commit_and_deliver(
-    session: SessionDep, runtime: RuntimeDep, accepted: relay.AcceptedReply
-) -> None:
-    """Stored first, then tried within the inline budget: a permanent provider error is answered at once,
-    anything slower is finished by the worker and reaches CXone through the message status API."""
-    await session.commit()
-    crash_point(runtime.settings.crash_at, "box.after_commit")
-    if accepted.duplicate:
-        return
-    for settled in await runtime.deliver_soon(session, accepted.delivery_ids):
-        if settled.status == "dead":
-            raise relay.delivery_failed(settled.error)
-
-
 def _message_url(runtime: RuntimeDep, message_id: str) -> str:
     return f"{runtime.settings.public_url}/api/v1/messages/{message_id}"
 
@@ -108,19 +94,10 @@ async def outbound(
     channel_id: str,
     integration: BoxIntegration,
     body: Annotated[OutboundRequest, Depends(box_body(OutboundRequest))],
-    session: SessionDep,
     runtime: RuntimeDep,
 ) -> OutboundResponse:
-    runtime.claim_inline(session)
-    accepted = await relay.accept_outbound(
-        session,
-        integration=integration,
-        channel_id=channel_id,
-        request=body,
-        request_key=_request_key(request, body),
-        registry=runtime.registry,
-    )
-    await _commit_and_deliver(session, runtime, accepted)
+    channel = await runtime.config.box_channel(integration, channel_id)
+    accepted = await runtime.accept_reply(relay.AgentReply(channel, body, _request_key(request, body)))
     return OutboundResponse(
         message=OutboundMessageOut(
             idOnExternalPlatform=accepted.message.id,
@@ -142,19 +119,14 @@ async def legacy_reply(
     post_id: str,
     integration: BoxIntegration,
     body: Annotated[LegacyReplyRequest, Depends(box_body(LegacyReplyRequest))],
-    session: SessionDep,
     runtime: RuntimeDep,
 ) -> LegacyReplyResponse:
-    runtime.claim_inline(session)
-    accepted = await relay.accept_legacy_reply(
-        session,
-        integration=integration,
-        post_id=post_id,
-        request=body,
-        request_key=_request_key(request, body),
-        registry=runtime.registry,
-    )
-    await _commit_and_deliver(session, runtime, accepted)
+    async with runtime.reads() as session:
+        channel, thread = await relay.legacy_reply_thread(
+            session, integration=integration, post_id=post_id, request=body
+        )
+    reply = relay.AgentReply(channel, body, _request_key(request, body), thread=thread)
+    accepted = await runtime.accept_reply(reply)
     return LegacyReplyResponse(idOnExternalPlatform=accepted.message.id)
 
 
@@ -182,7 +154,7 @@ async def sender_action(
         ttl_seconds=runtime.settings.typing_ttl_seconds,
     )
     await session.commit()
-    await runtime.deliver_soon(session, deliveries)
+    await runtime.deliver_soon(deliveries, inline_claims(session))
     return Response(status_code=204)
 
 
@@ -191,15 +163,9 @@ async def validate_recipients(
     channel_id: str,
     integration: BoxIntegration,
     body: Annotated[RecipientsValidationRequest, Depends(box_body(RecipientsValidationRequest))],
-    session: SessionDep,
     runtime: RuntimeDep,
 ) -> dict[str, Any]:
     recipients = body.all_recipients
-    await relay.validate_recipients(
-        session,
-        integration=integration,
-        channel_id=channel_id,
-        recipients=recipients,
-        registry=runtime.registry,
-    )
+    channel = await runtime.config.box_channel(integration, channel_id)
+    relay.check_recipients(runtime.registry.get(channel.adapter), recipients)
     return {"status": "valid", "endUserRecipients": [r.model_dump(exclude_none=True) for r in recipients]}

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from app.adapters.base import InboundRequest, SignatureError
 from app.deps import RuntimeDep
 from app.errors import ApiError, not_found
-from app.services.channels import channel_config, get_channel
+from app.services.channels import channel_config
 
 router = APIRouter(tags=["webhooks (called by providers)"])
 
@@ -25,8 +25,7 @@ async def provider_webhook(
     adapter_name: str, channel_id: str, request: Request, runtime: RuntimeDep
 ) -> WebhookAccepted:
     raw = await request.body()
-    async with runtime.reads() as session:
-        channel = await get_channel(session, channel_id, include_deleted=False)
+    channel, _ = await runtime.config.live_channel(channel_id)
     if channel.adapter != adapter_name:
         raise not_found("channel", channel_id)
     adapter = runtime.registry.get(channel.adapter)

@@ -6,23 +6,20 @@ talking to the outside world after commit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 
-from sqlalchemy import or_, select
+from sqlalchemy import false, func, or_, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.adapters.base import ChannelAdapter, DeliveryReceipt, InboundMessage
+from app.adapters.base import ChannelAdapter, DeliveryReceipt, InboundEvent, InboundMessage
 from app.adapters.registry import AdapterRegistry
-from app.delivery.kinds import (
-    enqueue_cxone_create,
-    enqueue_cxone_status,
-    enqueue_provider_send,
-    enqueue_provider_typing,
-)
+from app.delivery.kinds import cxone_create, cxone_status, provider_send, provider_typing
+from app.delivery.queue import NewDelivery, enqueue
 from app.errors import ApiError, RawJSONError, not_found
-from app.models import Channel, InboundEvent, Integration, Message, Thread
+from app.models import Channel, Integration, Message, Thread
+from app.models import InboundEvent as SeenEvent
 from app.models.base import new_uuid, utcnow
 from app.schemas.box import EndUserRecipient, LegacyReplyRequest, OutboundRequest
 
@@ -40,7 +37,6 @@ class AcceptedReply:
 class AcceptedInbound:
     message: Message
     thread: Thread
-    delivery_ids: list[int]
     duplicate: bool
 
 
@@ -90,148 +86,282 @@ async def box_channel(session: AsyncSession, integration: Integration, channel_i
     return channel
 
 
-async def validate_recipients(
-    session: AsyncSession,
-    *,
-    integration: Integration,
-    channel_id: str,
-    recipients: list[EndUserRecipient],
-    registry: AdapterRegistry,
-) -> None:
-    channel = await box_channel(session, integration, channel_id)
-    check_recipients(registry.get(channel.adapter), recipients)
+@dataclass(frozen=True)
+class CustomerEvents:
+    """What one verified webhook call (or one loopback message) carried: kept together or not at all."""
+
+    channel: Channel
+    events: list[InboundEvent]
 
 
-async def _latest_thread(session: AsyncSession, channel_id: str, end_user_id: str) -> Thread | None:
-    query = (
-        select(Thread)
-        .where(Thread.channel_id == channel_id, Thread.end_user_id == end_user_id)
-        .order_by(Thread.last_message_at.desc())
-        .limit(1)
-    )
-    return await session.scalar(query)
+@dataclass(frozen=True)
+class AgentReply:
+    """An agent's or bot's reply from the box. `thread` is set when the legacy path already named it."""
+
+    channel: Channel
+    request: OutboundRequest | LegacyReplyRequest
+    request_key: str | None
+    thread: Thread | None = None
 
 
-async def _thread_by_external_id(session: AsyncSession, channel_id: str, external_id: str) -> Thread | None:
-    query = select(Thread).where(Thread.channel_id == channel_id, Thread.external_id == external_id)
-    return await session.scalar(query)
+@dataclass(frozen=True)
+class StoredEvents:
+    accepted: list[AcceptedInbound]
+    delivery_ids: list[int]
 
 
-async def _store_reply(
-    session: AsyncSession,
-    *,
-    channel: Channel,
-    request: OutboundRequest | LegacyReplyRequest,
-    request_key: str | None,
-    thread: Thread | None,
-    registry: AdapterRegistry,
-) -> AcceptedReply:
-    if request_key is not None:
-        repeated = await session.scalar(
-            select(Message).where(Message.channel_id == channel.id, Message.cxone_request_key == request_key)
-        )
-        if repeated is not None:
-            return await _repeated_reply(session, repeated)
-    adapter = registry.get(channel.adapter)
-    text = request.text
-    attachments: list[dict[str, Any]] = [
-        {"url": item.url, "friendlyName": item.friendlyName} for item in request.attachments
-    ]
-    if not text.strip() and not attachments:
-        raise ApiError(
+Unit = CustomerEvents | AgentReply
+Refused = ApiError | RawJSONError
+Stored = StoredEvents | AcceptedReply | Refused
+
+
+async def store(session: AsyncSession, units: list[Unit], registry: AdapterRegistry) -> list[Stored]:
+    """Store many requests' messages in the caller's transaction with a handful of statements.
+
+    A unit refused for its own content gets its error in its place and writes nothing; the others go on.
+    A concurrent twin (the same provider event or CXone request stored by another transaction at this
+    moment) fails the flush with a unique violation: the caller retries, and the twin is then found."""
+    refusals = {index: error for index, unit in enumerate(units) if (error := _refusal(unit, registry))}
+    batch = _Batch(session, registry)
+    await batch.load(unit for index, unit in enumerate(units) if index not in refusals)
+    results: list[Stored] = []
+    receipts: dict[int, list[DeliveryReceipt]] = {}
+    for index, unit in enumerate(units):
+        if index in refusals:
+            results.append(refusals[index])
+        elif isinstance(unit, CustomerEvents):
+            results.append(StoredEvents(await batch.customer_events(unit), []))
+            receipts[index] = [event for event in unit.events if isinstance(event, DeliveryReceipt)]
+        else:
+            results.append(await batch.agent_reply(unit))
+    outbox = await batch.enqueue_all()
+    for index, result in enumerate(results):
+        if isinstance(result, StoredEvents):
+            ids = [outbox[a.message.id] for a in result.accepted if not a.duplicate]
+            channel = units[index].channel
+            for receipt in receipts[index]:
+                ids += await accept_receipt(session, channel=channel, receipt=receipt)
+            results[index] = StoredEvents(result.accepted, ids)
+        elif isinstance(result, AcceptedReply) and not result.duplicate:
+            results[index] = replace(result, delivery_ids=[outbox[result.message.id]])
+    return results
+
+
+def delivery_ids(stored: Stored) -> list[int]:
+    return [] if isinstance(stored, Refused) else stored.delivery_ids
+
+
+def _refusal(unit: Unit, registry: AdapterRegistry) -> Refused | None:
+    """What is wrong with a reply on its face, before anything is read or written."""
+    if not isinstance(unit, AgentReply):
+        return None
+    request = unit.request
+    if not request.text.strip() and not request.attachments:
+        return ApiError(
             422,
             "empty_message",
             "messageContent.payload.text: a reply needs text or at least one attachment.",
         )
-    recipients = request.all_recipients
-    check_recipients(adapter, recipients)
-    requested_thread_id = request.thread.idOnExternalPlatform if request.thread else None
-    if thread is None and requested_thread_id:
-        thread = await _thread_by_external_id(session, channel.id, requested_thread_id)
-    if thread is None:
-        if not recipients:
-            raise ApiError(
-                422,
-                "recipient_required",
-                "endUserRecipients: a message that starts a conversation needs a recipient.",
+    try:
+        check_recipients(registry.get(unit.channel.adapter), request.all_recipients)
+    except RawJSONError as exc:
+        return exc
+    return None
+
+
+class _Batch:
+    """The reads a batch needs, done once for all of it, and what it adds, flushed once."""
+
+    def __init__(self, session: AsyncSession, registry: AdapterRegistry) -> None:
+        self.session = session
+        self.registry = registry
+        self.known: dict[tuple[str, str, str], Message] = {}  # (kind, channel, key) -> stored message
+        self.by_external: dict[tuple[str, str], Thread] = {}
+        self.latest: dict[tuple[str, str], Thread] = {}
+        self.outbox: list[tuple[Message, NewDelivery]] = []
+
+    async def load(self, units: Iterable[Unit]) -> None:
+        events: set[tuple[str, str]] = set()
+        requests: set[tuple[str, str]] = set()
+        externals: set[tuple[str, str]] = set()
+        users: set[tuple[str, str]] = set()
+        for unit in units:
+            channel_id = unit.channel.id
+            if isinstance(unit, CustomerEvents):
+                for event in unit.events:
+                    if isinstance(event, InboundMessage):
+                        users.add((channel_id, event.sender_id))
+                        if event.event_id is not None:
+                            events.add((channel_id, event.event_id))
+                continue
+            if unit.request_key is not None:
+                requests.add((channel_id, unit.request_key))
+            requested = unit.request.thread.idOnExternalPlatform if unit.request.thread else None
+            if unit.thread is None and requested:
+                externals.add((channel_id, requested))
+            elif unit.thread is None and unit.request.all_recipients:
+                users.add((channel_id, unit.request.all_recipients[0].idOnExternalPlatform))
+        if events or requests:
+            query = select(Message).where(
+                or_(
+                    tuple_(Message.channel_id, Message.provider_event_id).in_(events) if events else false(),
+                    tuple_(Message.channel_id, Message.cxone_request_key).in_(requests)
+                    if requests
+                    else false(),
+                )
             )
-        if not requested_thread_id:
-            thread = await _latest_thread(session, channel.id, recipients[0].idOnExternalPlatform)
-        if thread is None:
-            thread = Thread(
+            for message in await self.session.scalars(query):
+                if message.provider_event_id is not None:
+                    self.known[("event", message.channel_id, message.provider_event_id)] = message
+                if message.cxone_request_key is not None:
+                    self.known[("request", message.channel_id, message.cxone_request_key)] = message
+        if externals:
+            named = select(Thread).where(tuple_(Thread.channel_id, Thread.external_id).in_(externals))
+            for thread in await self.session.scalars(named):
+                self.by_external[(thread.channel_id, thread.external_id)] = thread
+        if users:
+            newest = (
+                select(Thread.channel_id, Thread.end_user_id, func.max(Thread.last_message_at))
+                .where(tuple_(Thread.channel_id, Thread.end_user_id).in_(users))
+                .group_by(Thread.channel_id, Thread.end_user_id)
+            )
+            latest = select(Thread).where(
+                tuple_(Thread.channel_id, Thread.end_user_id, Thread.last_message_at).in_(newest)
+            )
+            for thread in await self.session.scalars(latest.order_by(Thread.id)):
+                self.latest[(thread.channel_id, thread.end_user_id)] = thread
+
+    def _new_thread(
+        self, channel_id: str, end_user_id: str, name: str | None, external_id: str | None
+    ) -> Thread:
+        thread = Thread(
+            id=new_uuid(),
+            channel_id=channel_id,
+            external_id=external_id or new_uuid(),
+            end_user_id=end_user_id,
+            end_user_name=name,
+        )
+        self.session.add(thread)
+        self.latest[(channel_id, end_user_id)] = thread
+        self.by_external[(channel_id, thread.external_id)] = thread
+        return thread
+
+    async def _thread_of(self, message: Message) -> Thread:
+        thread = await self.session.get(Thread, message.thread_id)
+        assert thread is not None
+        return thread
+
+    async def customer_events(self, unit: CustomerEvents) -> list[AcceptedInbound]:
+        """Customer messages; receipts are the caller's, and customer typing is dropped."""
+        channel = unit.channel
+        accepted: list[AcceptedInbound] = []
+        for event in unit.events:
+            if not isinstance(event, InboundMessage):
+                continue  # customer typing has no documented way into CXone (docs/cxone-contract.md §3.6)
+            key = ("event", channel.id, event.event_id or "")
+            if event.event_id is not None and key in self.known:
+                earlier = self.known[key]
+                accepted.append(AcceptedInbound(earlier, await self._thread_of(earlier), duplicate=True))
+                continue
+            thread = self.latest.get((channel.id, event.sender_id))
+            if thread is None:
+                thread = self._new_thread(channel.id, event.sender_id, event.sender_name, None)
+            elif event.sender_name:
+                thread.end_user_name = event.sender_name
+            now = utcnow()
+            thread.last_message_at = now
+            message = Message(
                 id=new_uuid(),
                 channel_id=channel.id,
-                external_id=requested_thread_id or new_uuid(),
-                end_user_id=recipients[0].idOnExternalPlatform,
-                end_user_name=recipients[0].name,
+                thread_id=thread.id,
+                direction="inbound",
+                text=event.text,
+                attachments=[{"url": a.url, "friendlyName": a.friendly_name} for a in event.attachments],
+                end_user_id=event.sender_id,
+                status="received",
+                provider_event_id=event.event_id,
+                provider_message_id=event.event_id,
+                created_at=now,
             )
-            session.add(thread)
-    if not recipients:
-        recipients = [EndUserRecipient(idOnExternalPlatform=thread.end_user_id, name=thread.end_user_name)]
-    thread.last_message_at = utcnow()
-    message = Message(
-        id=new_uuid(),
-        channel_id=channel.id,
-        thread_id=thread.id,
-        direction="outbound",
-        text=text,
-        attachments=attachments,
-        end_user_id=recipients[0].idOnExternalPlatform,
-        reply_to_external_id=request.reply_to,
-        cxone_request_key=request_key,
-        status="queued",
-        created_at=utcnow(),
-    )
-    if not await _add_once(session, message, dedupe=request_key is not None):
-        # The same CXone request is being stored concurrently; answer what the first one stored.
-        repeated = await session.scalar(
-            select(Message).where(Message.channel_id == channel.id, Message.cxone_request_key == request_key)
+            self.session.add(message)
+            if event.event_id is not None:
+                self.known[key] = message
+            self.outbox.append((message, cxone_create(message, channel.integration_id)))
+            accepted.append(AcceptedInbound(message, thread, duplicate=False))
+        return accepted
+
+    async def agent_reply(self, unit: AgentReply) -> AcceptedReply | Refused:
+        channel, request = unit.channel, unit.request
+        key = ("request", channel.id, unit.request_key or "")
+        if unit.request_key is not None and key in self.known:
+            return await self._repeated_reply(self.known[key])
+        recipients = request.all_recipients
+        requested = request.thread.idOnExternalPlatform if request.thread else None
+        thread = unit.thread
+        if thread is None and requested:
+            thread = self.by_external.get((channel.id, requested))
+        if thread is None:
+            if not recipients:
+                return ApiError(
+                    422,
+                    "recipient_required",
+                    "endUserRecipients: a message that starts a conversation needs a recipient.",
+                )
+            end_user = recipients[0]
+            if not requested:
+                thread = self.latest.get((channel.id, end_user.idOnExternalPlatform))
+            if thread is None:
+                thread = self._new_thread(channel.id, end_user.idOnExternalPlatform, end_user.name, requested)
+        if not recipients:
+            recipients = [
+                EndUserRecipient(idOnExternalPlatform=thread.end_user_id, name=thread.end_user_name)
+            ]
+        now = utcnow()
+        thread.last_message_at = now
+        message = Message(
+            id=new_uuid(),
+            channel_id=channel.id,
+            thread_id=thread.id,
+            direction="outbound",
+            text=request.text,
+            attachments=[
+                {"url": item.url, "friendlyName": item.friendlyName} for item in request.attachments
+            ],
+            end_user_id=recipients[0].idOnExternalPlatform,
+            reply_to_external_id=request.reply_to,
+            cxone_request_key=unit.request_key,
+            status="queued",
+            created_at=now,
         )
-        assert repeated is not None
-        return await _repeated_reply(session, repeated)
-    delivery = await enqueue_provider_send(
-        session, message=message, thread=thread, destination=adapter.destination(channel.config)
-    )
-    return AcceptedReply(message=message, thread=thread, recipients=recipients, delivery_ids=[delivery.id])
+        self.session.add(message)
+        if unit.request_key is not None:
+            self.known[key] = message
+        destination = self.registry.get(channel.adapter).destination(channel.config)
+        self.outbox.append((message, provider_send(message, destination)))
+        return AcceptedReply(message=message, thread=thread, recipients=recipients, delivery_ids=[])
+
+    async def _repeated_reply(self, message: Message) -> AcceptedReply:
+        thread = await self._thread_of(message)
+        recipient = EndUserRecipient(
+            idOnExternalPlatform=message.end_user_id,
+            name=thread.end_user_name if thread.end_user_id == message.end_user_id else None,
+        )
+        return AcceptedReply(
+            message=message, thread=thread, recipients=[recipient], delivery_ids=[], duplicate=True
+        )
+
+    async def enqueue_all(self) -> dict[str, int]:
+        """Each stored message's outbox row, by message id."""
+        if not self.outbox:
+            await self.session.flush()
+            return {}
+        deliveries = await enqueue(self.session, *(spec for _, spec in self.outbox))
+        return {message.id: d.id for (message, _), d in zip(self.outbox, deliveries, strict=True)}
 
 
-async def _repeated_reply(session: AsyncSession, message: Message) -> AcceptedReply:
-    thread = await session.get(Thread, message.thread_id)
-    assert thread is not None
-    recipient = EndUserRecipient(
-        idOnExternalPlatform=message.end_user_id,
-        name=thread.end_user_name if thread.end_user_id == message.end_user_id else None,
-    )
-    return AcceptedReply(
-        message=message, thread=thread, recipients=[recipient], delivery_ids=[], duplicate=True
-    )
-
-
-async def accept_outbound(
-    session: AsyncSession,
-    *,
-    integration: Integration,
-    channel_id: str,
-    request: OutboundRequest,
-    request_key: str | None,
-    registry: AdapterRegistry,
-) -> AcceptedReply:
-    """`2.0/channel/{channelId}/outbound`: an agent or bot reply, or a proactive first message."""
-    channel = await box_channel(session, integration, channel_id)
-    return await _store_reply(
-        session, channel=channel, request=request, request_key=request_key, thread=None, registry=registry
-    )
-
-
-async def accept_legacy_reply(
-    session: AsyncSession,
-    *,
-    integration: Integration,
-    post_id: str,
-    request: LegacyReplyRequest,
-    request_key: str | None,
-    registry: AdapterRegistry,
-) -> AcceptedReply:
+async def legacy_reply_thread(
+    session: AsyncSession, *, integration: Integration, post_id: str, request: LegacyReplyRequest
+) -> tuple[Channel, Thread]:
     """`1.0/posts/{postId}/messages`: the post id is CXone's internal thread id, or our own thread id."""
     candidates = {post_id}
     if request.post is not None and request.post.idOnExternalPlatform:
@@ -239,7 +369,7 @@ async def accept_legacy_reply(
     if request.thread is not None and request.thread.idOnExternalPlatform:
         candidates.add(request.thread.idOnExternalPlatform)
     query = (
-        select(Thread)
+        select(Thread, Channel)
         .join(Channel, Channel.id == Thread.channel_id)
         .where(
             Channel.integration_id == integration.id,
@@ -249,86 +379,16 @@ async def accept_legacy_reply(
         .order_by(Thread.last_message_at.desc())
         .limit(1)
     )
-    thread = await session.scalar(query)
-    if thread is None:
+    found = (await session.execute(query)).first()
+    if found is None:
         raise not_found("thread", post_id)
-    channel = await session.get(Channel, thread.channel_id)
-    assert channel is not None
-    return await _store_reply(
-        session, channel=channel, request=request, request_key=request_key, thread=thread, registry=registry
-    )
+    thread, channel = found
+    return channel, thread
 
 
-async def accept_inbound(
-    session: AsyncSession, *, channel: Channel, event: InboundMessage
-) -> AcceptedInbound:
-    """A customer wrote. Stored once per provider event id, then created in CXone by the worker."""
-    if event.event_id is not None:
-        existing = await _message_for_event(session, channel.id, event.event_id)
-        if existing is not None:
-            return await _duplicate(session, existing)
-    thread = await _latest_thread(session, channel.id, event.sender_id)
-    if thread is None:
-        thread = Thread(
-            id=new_uuid(),
-            channel_id=channel.id,
-            external_id=new_uuid(),
-            end_user_id=event.sender_id,
-            end_user_name=event.sender_name,
-        )
-        session.add(thread)
-    elif event.sender_name:
-        thread.end_user_name = event.sender_name
-    thread.last_message_at = utcnow()
-    message = Message(
-        id=new_uuid(),
-        channel_id=channel.id,
-        thread_id=thread.id,
-        direction="inbound",
-        text=event.text,
-        attachments=[{"url": a.url, "friendlyName": a.friendly_name} for a in event.attachments],
-        end_user_id=event.sender_id,
-        status="received",
-        provider_event_id=event.event_id,
-        provider_message_id=event.event_id,
-        created_at=utcnow(),
-    )
-    if not await _add_once(session, message, dedupe=event.event_id is not None):
-        # The same event arrived concurrently and the other request stored it first.
-        assert event.event_id is not None
-        existing = await _message_for_event(session, channel.id, event.event_id)
-        assert existing is not None
-        return await _duplicate(session, existing)
-    delivery = await enqueue_cxone_create(
-        session, message=message, thread=thread, integration_id=channel.integration_id
-    )
-    return AcceptedInbound(message=message, thread=thread, delivery_ids=[delivery.id], duplicate=False)
-
-
-async def _add_once(session: AsyncSession, message: Message, *, dedupe: bool) -> bool:
-    """Add the message; when it carries a dedupe key, inside a savepoint, so that losing a race to a
-    concurrent twin (a unique violation) is told apart from any other failure. False: the twin won."""
-    if not dedupe:
-        session.add(message)
-        return True
-    try:
-        async with session.begin_nested():
-            session.add(message)
-            await session.flush()
-    except IntegrityError:
-        return False
-    return True
-
-
-async def _message_for_event(session: AsyncSession, channel_id: str, event_id: str) -> Message | None:
-    query = select(Message).where(Message.channel_id == channel_id, Message.provider_event_id == event_id)
+async def _thread_by_external_id(session: AsyncSession, channel_id: str, external_id: str) -> Thread | None:
+    query = select(Thread).where(Thread.channel_id == channel_id, Thread.external_id == external_id)
     return await session.scalar(query)
-
-
-async def _duplicate(session: AsyncSession, message: Message) -> AcceptedInbound:
-    thread = await session.get(Thread, message.thread_id)
-    assert thread is not None
-    return AcceptedInbound(message=message, thread=thread, delivery_ids=[], duplicate=True)
 
 
 async def show_agent_typing(
@@ -346,13 +406,9 @@ async def show_agent_typing(
     thread = await _thread_by_external_id(session, channel.id, thread_external_id)
     if thread is None:
         return []
-    delivery = await enqueue_provider_typing(
-        session,
-        channel=channel,
-        thread=thread,
-        destination=registry.get(channel.adapter).destination(channel.config),
-        typing=typing,
-        ttl_seconds=ttl_seconds,
+    destination = registry.get(channel.adapter).destination(channel.config)
+    [delivery] = await enqueue(
+        session, provider_typing(thread, destination, typing=typing, ttl_seconds=ttl_seconds)
     )
     return [delivery.id]
 
@@ -386,12 +442,8 @@ async def accept_receipt(session: AsyncSession, *, channel: Channel, receipt: De
         message.status = receipt.status
     else:
         return []  # a late "delivered" after "seen" changes nothing
-    delivery = await enqueue_cxone_status(
-        session,
-        message=message,
-        integration_id=channel.integration_id,
-        status=receipt.status,
-        reason=receipt.reason,
+    [delivery] = await enqueue(
+        session, cxone_status(message, channel.integration_id, receipt.status, receipt.reason)
     )
     return [delivery.id]
 
@@ -399,7 +451,7 @@ async def accept_receipt(session: AsyncSession, *, channel: Channel, receipt: De
 async def _first_sighting(session: AsyncSession, channel_id: str, event_id: str, kind: str) -> bool:
     try:
         async with session.begin_nested():
-            session.add(InboundEvent(channel_id=channel_id, event_id=event_id, kind=kind))
+            session.add(SeenEvent(channel_id=channel_id, event_id=event_id, kind=kind))
             await session.flush()
     except IntegrityError:
         return False

@@ -22,7 +22,7 @@ from sqlalchemy import insert
 from app.adapters.webhook import generate_secret
 from app.db import session_scope
 from app.delivery.kinds import SEND_TO_PROVIDER
-from app.delivery.queue import ensure_destination
+from app.delivery.queue import ensure_destinations
 from app.models import Channel, Delivery, Integration, Message, Thread
 from app.models.base import new_uuid, utcnow
 from app.runtime import Runtime
@@ -218,23 +218,27 @@ async def seed_replies(
     the order they were accepted (thread by thread interleaved, like concurrent conversations)."""
     ids: list[str] = []
     pending = [(t, n) for n in range(per_thread) for t in range(threads)]
+    async with runtime.reads() as session:
+        channel = await session.get(Channel, channel_id)
+    assert channel is not None and channel.integration_id == integration.id
     for start in range(0, len(pending), batch):
+        replies: list[relay.Unit] = [
+            relay.AgentReply(
+                channel,
+                OutboundRequest.model_validate(
+                    {
+                        "thread": {"idOnExternalPlatform": f"conv-{thread_no}"},
+                        "messageContent": {"type": "TEXT", "payload": {"text": f"{thread_no}:{n}"}},
+                        "endUserRecipients": [{"idOnExternalPlatform": f"user-{thread_no}"}],
+                    }
+                ),
+                request_key=None,
+            )
+            for thread_no, n in pending[start : start + batch]
+        ]
         async with session_scope(runtime.sessions) as session:
-            for thread_no, n in pending[start : start + batch]:
-                accepted = await relay.accept_outbound(
-                    session,
-                    integration=integration,
-                    channel_id=channel_id,
-                    request=OutboundRequest.model_validate(
-                        {
-                            "thread": {"idOnExternalPlatform": f"conv-{thread_no}"},
-                            "messageContent": {"type": "TEXT", "payload": {"text": f"{thread_no}:{n}"}},
-                            "endUserRecipients": [{"idOnExternalPlatform": f"user-{thread_no}"}],
-                        }
-                    ),
-                    request_key=None,
-                    registry=runtime.registry,
-                )
+            for accepted in await relay.store(session, replies, runtime.registry):
+                assert isinstance(accepted, relay.AcceptedReply)
                 ids.append(accepted.message.id)
     return ids
 
@@ -296,7 +300,7 @@ async def seed_replies_fast(
                 }
             )
     async with session_scope(runtime.sessions) as session:
-        await ensure_destination(session, destination)
+        await ensure_destinations(session, {destination})
         await session.execute(insert(Thread), thread_rows)
         for start in range(0, len(messages), 2000):
             await session.execute(insert(Message), messages[start : start + 2000])

@@ -111,7 +111,7 @@ async def test_nothing_is_stored_or_sent_when_the_transaction_fails(
     async def broken(*_: Any, **__: Any) -> Any:
         raise RuntimeError("the outbox insert failed")
 
-    monkeypatch.setattr(relay, "enqueue_provider_send", broken)
+    monkeypatch.setattr(relay, "enqueue", broken)
     answer = await reply(stack, wired, channel_id, "never")
     assert answer.status_code == 500
     assert answer.json()["code"] == "internal_error"
