@@ -13,6 +13,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from app.sqlite_inline import connector
+
 SQLITE_BUSY_TIMEOUT_MS = 5000
 U = TypeVar("U")
 R = TypeVar("R")
@@ -74,10 +76,10 @@ def create_engine(url: str) -> AsyncEngine:
 
 
 def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
-    # The driver's own transaction handling is off, so that we say how each transaction begins.
+    database = make_url(url).database or ":memory:"
     engine = create_async_engine(
         url,
-        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "isolation_level": None},
+        async_creator=connector(database, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000),
         pool_size=pool_size,
         max_overflow=0,
         pool_timeout=120,

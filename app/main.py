@@ -29,6 +29,7 @@ from app.models import Channel
 from app.routers import admin, box, deliveries, health, loopback, webhooks
 from app.runtime import Runtime
 from app.security import CredentialBox
+from app.services.config_cache import ConfigCache
 from app.services.cxone import CxoneGateway
 
 log = logging.getLogger("byoc")
@@ -60,7 +61,10 @@ def build_runtime(
         ),
         lease=timedelta(seconds=settings.lease_seconds),
     )
-    handlers = DeliveryHandlers(reads, registry=registry, gateway=gateway, credential_box=credential_box)
+    config = ConfigCache(reads, settings.config_cache_seconds)
+    handlers = DeliveryHandlers(
+        reads, registry=registry, gateway=gateway, credential_box=credential_box, config=config
+    )
     worker = DeliveryWorker(
         queue,
         handlers,
@@ -81,6 +85,7 @@ def build_runtime(
         credential_box=credential_box,
         metrics=metrics,
         http=http,
+        config=config,
     )
     worker.set_housekeeping(runtime.housekeeping)
     for name in registry.names():

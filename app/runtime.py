@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import httpx
 from sqlalchemy import select
@@ -35,6 +35,7 @@ from app.services.relay import (
     delivery_failed,
     delivery_ids,
     store,
+    stored_messages,
 )
 
 Intaken = tuple[Stored, list[Claim]]
@@ -52,11 +53,10 @@ class Runtime:
     credential_box: CredentialBox
     metrics: Metrics
     http: httpx.AsyncClient
-    config: ConfigCache = field(init=False)
+    config: ConfigCache
     intake: GroupCommit[Unit, Intaken] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.config = ConfigCache(self.reads, self.settings.config_cache_seconds)
         self.intake = GroupCommit(self.sessions, self._store)
 
     async def _store(self, session: AsyncSession, units: list[Unit]) -> list[Intaken]:
@@ -64,6 +64,10 @@ class Runtime:
         claim_inline(session, self.worker.owner, self.worker.queue.lease)
         results = await store(session, units, self.registry)
         claims = {claim.id: claim for claim in inline_claims(session)}
+        for result in results:
+            for delivery_id, message, thread in stored_messages(result):
+                if delivery_id in claims:
+                    claims[delivery_id] = replace(claims[delivery_id], loaded=(message, thread))
         return [(result, [claims[i] for i in delivery_ids(result) if i in claims]) for result in results]
 
     async def receive_inbound(self, channel_id: str, event: InboundMessage) -> AcceptedInbound:

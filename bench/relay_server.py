@@ -45,7 +45,7 @@ def _time_statements(engines: list[Any]) -> Callable[[], list[dict[str, Any]]]:
 
     def _after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         started = conn.info["bench_started"].pop()
-        entry = totals[" ".join(statement.split())[:300]]
+        entry = totals[" ".join(statement.split())]
         entry[0] += 1
         entry[1] += time.perf_counter() - started
 

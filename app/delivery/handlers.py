@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.adapters.base import Attachment, OutboundMessage
@@ -21,12 +21,33 @@ from app.delivery.kinds import (
     cxone_status,
 )
 from app.delivery.policy import Outcome, delivered, is_retryable_status
-from app.delivery.queue import enqueue
+from app.delivery.queue import Claim, enqueue
 from app.models import Channel, Delivery, Integration, Message, Thread
 from app.models.base import utcnow
 from app.security import CredentialBox
 from app.services.channels import channel_config
+from app.services.config_cache import ConfigCache
 from app.services.cxone import CxoneGateway
+
+MESSAGES = cast(Table, Message.__table__)
+THREADS = cast(Table, Thread.__table__)
+MARK_SENT = (
+    update(MESSAGES)
+    .where(
+        MESSAGES.c.id == bindparam("m_id"), or_(MESSAGES.c.status == "queued", MESSAGES.c.status == "failed")
+    )
+    .values(status="sent", provider_message_id=bindparam("provider_id"), error=None)
+)
+MARK_RELAYED = (
+    update(MESSAGES)
+    .where(MESSAGES.c.id == bindparam("m_id"))
+    .values(status="relayed", cxone_message_id=bindparam("cxone_id"), error=None)
+)
+THREAD_IN_CXONE = (
+    update(THREADS)
+    .where(THREADS.c.id == bindparam("t_id"))
+    .values(cxone_thread_id=bindparam("cxone_thread"), cxone_contact_id=bindparam("contact"))
+)
 
 
 class DeliveryHandlers:
@@ -37,13 +58,20 @@ class DeliveryHandlers:
         registry: AdapterRegistry,
         gateway: CxoneGateway,
         credential_box: CredentialBox,
+        config: ConfigCache,
     ) -> None:
         self._sessions = sessions
+        self._config = config
         self._registry = registry
         self._gateway = gateway
         self._box = credential_box
 
-    async def perform(self, delivery_id: int) -> Outcome:
+    async def perform(self, claim: Claim) -> Outcome:
+        if claim.loaded is not None and claim.kind in (SEND_TO_PROVIDER, CREATE_IN_CXONE):
+            # Claimed as it was stored: the message and thread are at hand, and plain sends do not expire.
+            message, thread = claim.loaded
+            channel, integration = await self._config.channel(message.channel_id)
+            return await self._perform(claim.kind, {}, channel, integration, message, thread)
         async with self._sessions() as session:
             row = (
                 await session.execute(
@@ -52,34 +80,41 @@ class DeliveryHandlers:
                     .join(Integration, Integration.id == Channel.integration_id)
                     .outerjoin(Message, Message.id == Delivery.message_id)
                     .outerjoin(Thread, Thread.id == Message.thread_id)
-                    .where(Delivery.id == delivery_id)
+                    .where(Delivery.id == claim.id)
                 )
             ).one()
-            delivery, channel, integration, message, thread = row
-            reply_to = await _provider_id_of(session, message) if message else None
+        delivery, channel, integration, message, thread = row
         if delivery.expires_at is not None and delivery.expires_at <= utcnow():
             return Outcome("expired", error="expired before it could be delivered")
-        if delivery.kind == SEND_TO_PROVIDER:
+        return await self._perform(delivery.kind, delivery.payload, channel, integration, message, thread)
+
+    async def _perform(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        channel: Channel,
+        integration: Integration,
+        message: Message | None,
+        thread: Thread | None,
+    ) -> Outcome:
+        if kind == SEND_TO_PROVIDER:
             assert message is not None
             assert thread is not None
-            return await self._send_to_provider(channel, message, thread, reply_to)
-        if delivery.kind == TYPING_TO_PROVIDER:
+            return await self._send_to_provider(channel, message, thread)
+        if kind == TYPING_TO_PROVIDER:
             adapter = self._registry.get(channel.adapter)
             await adapter.show_typing(
-                channel_config(channel, self._box),
-                channel.id,
-                delivery.payload["recipient_id"],
-                delivery.payload["typing"],
+                channel_config(channel, self._box), channel.id, payload["recipient_id"], payload["typing"]
             )
             return delivered()
-        if delivery.kind == CREATE_IN_CXONE:
+        if kind == CREATE_IN_CXONE:
             assert message is not None
             assert thread is not None
             return await self._create_in_cxone(integration, channel, message, thread)
-        if delivery.kind == STATUS_TO_CXONE:
+        if kind == STATUS_TO_CXONE:
             assert message is not None
-            return await self._status_to_cxone(integration, channel, message, delivery.payload)
-        return Outcome("dead", error=f"unknown outbox kind {delivery.kind!r}")
+            return await self._status_to_cxone(integration, channel, message, payload)
+        return Outcome("dead", error=f"unknown outbox kind {kind!r}")
 
     async def on_dead(self, session: AsyncSession, delivery: Delivery) -> None:
         """A dead send fails the message; for an agent reply, CXone is told why."""
@@ -96,10 +131,9 @@ class DeliveryHandlers:
             reason = (delivery.last_error or "delivery failed")[:500]
             await enqueue(session, cxone_status(message, channel.integration_id, "failed", reason))
 
-    async def _send_to_provider(
-        self, channel: Channel, message: Message, thread: Thread, reply_to: str | None
-    ) -> Outcome:
+    async def _send_to_provider(self, channel: Channel, message: Message, thread: Thread) -> Outcome:
         adapter = self._registry.get(channel.adapter)
+        reply_to = await self._provider_id_of(message)
         result = await adapter.send(
             channel_config(channel, self._box),
             OutboundMessage(
@@ -116,16 +150,8 @@ class DeliveryHandlers:
             ),
         )
         if result.ok:
-            provider_id = result.provider_message_id
-
-            async def mark_sent(session: AsyncSession) -> None:
-                await session.execute(
-                    update(Message)
-                    .where(Message.id == message.id, Message.status.in_(("queued", "failed")))
-                    .values(status="sent", provider_message_id=provider_id, error=None)
-                )
-
-            return delivered(mark_sent, status_code=result.status_code)
+            sent = {"m_id": message.id, "provider_id": result.provider_message_id}
+            return delivered((MARK_SENT, sent), status_code=result.status_code)
         retryable = not result.permanent and (
             result.status_code is None or is_retryable_status(result.status_code)
         )
@@ -137,6 +163,18 @@ class DeliveryHandlers:
             disable_destination=result.disable_destination,
             error_class="transport" if result.status_code is None else f"http_{result.status_code}",
         )
+
+    async def _provider_id_of(self, message: Message) -> str | None:
+        """The provider's id of the message a reply answers, which CXone names by our id or its own."""
+        reference = message.reply_to_external_id
+        if reference is None:
+            return None
+        query = select(Message.provider_message_id).where(
+            Message.channel_id == message.channel_id,
+            or_(Message.id == reference, Message.cxone_message_id == reference),
+        )
+        async with self._sessions() as session:
+            return await session.scalar(query.limit(1))
 
     async def _create_in_cxone(
         self, integration: Integration, channel: Channel, message: Message, thread: Thread
@@ -161,19 +199,13 @@ class DeliveryHandlers:
         except DfoError as exc:
             return _cxone_failure(exc)
 
-        async def mark_relayed(session: AsyncSession) -> None:
-            await session.execute(
-                update(Message)
-                .where(Message.id == message.id)
-                .values(status="relayed", cxone_message_id=created.message_id, error=None)
-            )
-            await session.execute(
-                update(Thread)
-                .where(Thread.id == thread.id)
-                .values(cxone_thread_id=created.thread_id, cxone_contact_id=created.consumer_contact_id)
-            )
-
-        return delivered(mark_relayed)
+        relayed = {"m_id": message.id, "cxone_id": created.message_id}
+        in_cxone = {
+            "t_id": thread.id,
+            "cxone_thread": created.thread_id,
+            "contact": created.consumer_contact_id,
+        }
+        return delivered((MARK_RELAYED, relayed), (THREAD_IN_CXONE, in_cxone))
 
     async def _status_to_cxone(
         self, integration: Integration, channel: Channel, message: Message, payload: dict[str, Any]
@@ -204,15 +236,3 @@ def _cxone_failure(exc: DfoError) -> Outcome:
         retry_after=exc.retry_after if isinstance(exc, DfoRateLimited) else None,
         error_class=type(exc).__name__,
     )
-
-
-async def _provider_id_of(session: AsyncSession, message: Message) -> str | None:
-    """The provider's id of the message a reply answers, which CXone names by our id or its own."""
-    reference = message.reply_to_external_id
-    if reference is None:
-        return None
-    query = select(Message.provider_message_id).where(
-        Message.channel_id == message.channel_id,
-        or_(Message.id == reference, Message.cxone_message_id == reference),
-    )
-    return await session.scalar(query.limit(1))

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import UpdateBase
 
 from app.config import Settings
 
 OutcomeKind = Literal["delivered", "retry", "dead", "expired"]
-AfterSuccess = Callable[[AsyncSession], Awaitable[None]]
+Write = tuple[UpdateBase, dict[str, Any]]
+"""A statement with bound parameters. The recorder runs equal statements of a batch as one executemany."""
 
 RETRYABLE_STATUS = frozenset({408, 425, 429})
 
@@ -25,7 +25,7 @@ def is_retryable_status(status_code: int) -> bool:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one attempt came to. `after_success` runs in the transaction that records the delivery."""
+    """What one attempt came to. `after_success` is written in the transaction that records it."""
 
     kind: OutcomeKind
     error: str | None = None
@@ -34,7 +34,7 @@ class Outcome:
     disable_destination: bool = False
     error_class: str | None = None
     response_excerpt: str | None = None
-    after_success: AfterSuccess | None = None
+    after_success: tuple[Write, ...] = ()
 
     @property
     def counts_against_destination(self) -> bool:
@@ -42,7 +42,7 @@ class Outcome:
         return self.kind == "retry"
 
 
-def delivered(after_success: AfterSuccess | None = None, *, status_code: int | None = None) -> Outcome:
+def delivered(*after_success: Write, status_code: int | None = None) -> Outcome:
     return Outcome("delivered", status_code=status_code, after_success=after_success)
 
 

@@ -14,9 +14,10 @@ from sqlalchemy import Table, and_, bindparam, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.dml import UpdateBase
 
 from app.delivery.policy import Outcome, RetryPolicy
-from app.models import Delivery, DeliveryAttempt, Destination
+from app.models import Delivery, DeliveryAttempt, Destination, Message, Thread
 from app.models.base import utcnow
 
 ACTIVE = ("pending", "in_flight")
@@ -33,11 +34,15 @@ class BreakerPolicy:
 
 @dataclass(frozen=True)
 class Claim:
+    """A row taken for one attempt. `loaded` carries the message and thread when the claim was made in
+    the transaction that stored them, so the attempt need not read them back."""
+
     id: int
     kind: str
     attempt: int
     destination: str
     started_at: datetime
+    loaded: tuple[Message, Thread] | None = None
 
 
 INLINE_CLAIM = "byoc.inline_claim"
@@ -368,6 +373,7 @@ class DeliveryQueue:
             owned = {delivery.id: delivery for delivery in rows}
             statuses: list[str | None] = []
             attempts: list[dict[str, Any]] = []
+            writes: dict[UpdateBase, list[dict[str, Any]]] = {}
             by_destination: dict[str, list[Outcome]] = {}
             for claim, outcome in finished:
                 delivery = owned.get(claim.id)
@@ -389,8 +395,9 @@ class DeliveryQueue:
                     }
                 )
                 by_destination.setdefault(claim.destination, []).append(outcome)
-                if status == "delivered" and outcome.after_success is not None:
-                    await outcome.after_success(session)
+                if status == "delivered":
+                    for statement, values in outcome.after_success:
+                        writes.setdefault(statement, []).append(values)
                 if status == "dead" and on_dead is not None:
                     await on_dead(session, delivery)
             await session.flush()
@@ -411,6 +418,8 @@ class DeliveryQueue:
                     ),
                     attempts,
                 )
+            for statement, params in writes.items():
+                await session.execute(statement, params)
             for key, outcomes in by_destination.items():
                 await self._update_destination(session, key, outcomes, now)
         return statuses

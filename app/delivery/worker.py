@@ -164,7 +164,7 @@ class DeliveryWorker:
     async def _execute(self, claim: Claim) -> Settled | None:
         started = time.perf_counter()
         try:
-            outcome = await self._handlers.perform(claim.id)
+            outcome = await self._handlers.perform(claim)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug or an unexpected error must not lose the row

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, UTCDateTime, new_uuid, utcnow
@@ -30,12 +30,16 @@ class Thread(Base):
     """One conversation with one end user. `external_id` is the thread id CXone knows."""
 
     __tablename__ = "threads"
-    __table_args__ = (UniqueConstraint("channel_id", "external_id"),)
+    __table_args__ = (
+        UniqueConstraint("channel_id", "external_id"),
+        # A customer's next message joins their latest thread on the channel.
+        Index("ix_threads_end_user", "channel_id", "end_user_id", "last_message_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
     channel_id: Mapped[str] = mapped_column(ForeignKey("channels.id"), index=True)
     external_id: Mapped[str] = mapped_column(String(200))
-    end_user_id: Mapped[str] = mapped_column(String(200), index=True)
+    end_user_id: Mapped[str] = mapped_column(String(200))
     end_user_name: Mapped[str | None] = mapped_column(String(200), default=None)
     cxone_thread_id: Mapped[str | None] = mapped_column(String(100), index=True, default=None)
     cxone_contact_id: Mapped[str | None] = mapped_column(String(100), default=None)

@@ -38,6 +38,13 @@ class ConfigCache:
 
     async def live_channel(self, channel_id: str) -> tuple[Channel, Integration]:
         """A channel that is not deleted, with its integration; 404 otherwise."""
+        channel, integration = await self.channel(channel_id)
+        if channel.deleted_at is not None:
+            raise not_found("channel", channel_id)
+        return channel, integration
+
+    async def channel(self, channel_id: str) -> tuple[Channel, Integration]:
+        """A channel, deleted or not, with its integration; 404 when there is none."""
         cached = self._channels.get(channel_id)
         if cached is None or not self._fresh(cached[0]):
             async with self._reads() as session:
@@ -48,7 +55,7 @@ class ConfigCache:
             cached = (time.monotonic(), channel, integration)
             self._channels[channel_id] = cached
         _, channel, integration = cached
-        if channel is None or integration is None or channel.deleted_at is not None:
+        if channel is None or integration is None:
             raise not_found("channel", channel_id)
         return channel, integration
 

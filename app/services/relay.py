@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from sqlalchemy import false, func, or_, select, tuple_
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -151,6 +151,16 @@ def delivery_ids(stored: Stored) -> list[int]:
     return [] if isinstance(stored, Refused) else stored.delivery_ids
 
 
+def stored_messages(stored: Stored) -> list[tuple[int, Message, Thread]]:
+    """Each new message with its outbox row and thread (duplicates and receipts have none)."""
+    if isinstance(stored, AcceptedReply):
+        return [] if stored.duplicate else [(stored.delivery_ids[0], stored.message, stored.thread)]
+    if isinstance(stored, StoredEvents):
+        new = [a for a in stored.accepted if not a.duplicate]
+        return [(i, a.message, a.thread) for i, a in zip(stored.delivery_ids, new, strict=False)]
+    return []
+
+
 def _refusal(unit: Unit, registry: AdapterRegistry) -> Refused | None:
     """What is wrong with a reply on its face, before anything is read or written."""
     if not isinstance(unit, AgentReply):
@@ -167,6 +177,15 @@ def _refusal(unit: Unit, registry: AdapterRegistry) -> Refused | None:
     except RawJSONError as exc:
         return exc
     return None
+
+
+def _by_channel(pairs: set[tuple[str, str]]) -> dict[str, list[str]]:
+    """(channel, key) pairs as one `channel = ? AND key IN (...)` per channel, which every database
+    answers from an index (SQLite scans the table for a row-value IN)."""
+    grouped: dict[str, list[str]] = {}
+    for channel_id, key in sorted(pairs):
+        grouped.setdefault(channel_id, []).append(key)
+    return grouped
 
 
 class _Batch:
@@ -201,35 +220,26 @@ class _Batch:
                 externals.add((channel_id, requested))
             elif unit.thread is None and unit.request.all_recipients:
                 users.add((channel_id, unit.request.all_recipients[0].idOnExternalPlatform))
-        if events or requests:
+        for channel_id, keys in _by_channel(events).items():
             query = select(Message).where(
-                or_(
-                    tuple_(Message.channel_id, Message.provider_event_id).in_(events) if events else false(),
-                    tuple_(Message.channel_id, Message.cxone_request_key).in_(requests)
-                    if requests
-                    else false(),
-                )
+                Message.channel_id == channel_id, Message.provider_event_id.in_(keys)
             )
             for message in await self.session.scalars(query):
-                if message.provider_event_id is not None:
-                    self.known[("event", message.channel_id, message.provider_event_id)] = message
-                if message.cxone_request_key is not None:
-                    self.known[("request", message.channel_id, message.cxone_request_key)] = message
-        if externals:
-            named = select(Thread).where(tuple_(Thread.channel_id, Thread.external_id).in_(externals))
+                self.known[("event", channel_id, message.provider_event_id or "")] = message
+        for channel_id, keys in _by_channel(requests).items():
+            query = select(Message).where(
+                Message.channel_id == channel_id, Message.cxone_request_key.in_(keys)
+            )
+            for message in await self.session.scalars(query):
+                self.known[("request", channel_id, message.cxone_request_key or "")] = message
+        for channel_id, keys in _by_channel(externals).items():
+            named = select(Thread).where(Thread.channel_id == channel_id, Thread.external_id.in_(keys))
             for thread in await self.session.scalars(named):
-                self.by_external[(thread.channel_id, thread.external_id)] = thread
-        if users:
-            newest = (
-                select(Thread.channel_id, Thread.end_user_id, func.max(Thread.last_message_at))
-                .where(tuple_(Thread.channel_id, Thread.end_user_id).in_(users))
-                .group_by(Thread.channel_id, Thread.end_user_id)
-            )
-            latest = select(Thread).where(
-                tuple_(Thread.channel_id, Thread.end_user_id, Thread.last_message_at).in_(newest)
-            )
-            for thread in await self.session.scalars(latest.order_by(Thread.id)):
-                self.latest[(thread.channel_id, thread.end_user_id)] = thread
+                self.by_external[(channel_id, thread.external_id)] = thread
+        for channel_id, keys in _by_channel(users).items():
+            theirs = select(Thread).where(Thread.channel_id == channel_id, Thread.end_user_id.in_(keys))
+            for thread in await self.session.scalars(theirs.order_by(Thread.last_message_at, Thread.id)):
+                self.latest[(channel_id, thread.end_user_id)] = thread  # the last one wins
 
     def _new_thread(
         self, channel_id: str, end_user_id: str, name: str | None, external_id: str | None
