@@ -73,15 +73,20 @@ class Runtime:
     async def receive_inbound(self, channel_id: str, event: InboundMessage) -> AcceptedInbound:
         """One customer message that did not come through a webhook (the loopback customer)."""
         channel, _ = await self.config.live_channel(channel_id)
-        [accepted] = await self.receive_events(channel, [event])
+        budget = self.settings.inline_delivery_budget_seconds  # so that its answer can say "relayed"
+        [accepted] = await self.receive_events(channel, [event], wait=budget)
         return accepted
 
-    async def receive_events(self, channel: Channel, events: list[InboundEvent]) -> list[AcceptedInbound]:
-        """Everything one verified webhook call carried, in one transaction: all of it is kept, or none."""
+    async def receive_events(
+        self, channel: Channel, events: list[InboundEvent], *, wait: float = 0.0
+    ) -> list[AcceptedInbound]:
+        """Everything one verified webhook call carried, in one transaction: all of it is kept, or none.
+        Delivery starts at once; a provider needs no more than "stored" for an answer, so by default the
+        answer does not wait for it."""
         stored, claims = await self.intake.submit(CustomerEvents(channel, events))
         assert isinstance(stored, StoredEvents)  # customer events are never refused for their content
         crash_point(self.settings.crash_at, "inbound.after_commit")
-        await self.deliver_soon(stored.delivery_ids, claims)
+        await self.deliver_soon(stored.delivery_ids, claims, budget=wait)
         return stored.accepted
 
     async def accept_reply(self, reply: AgentReply) -> AcceptedReply:
@@ -93,7 +98,8 @@ class Runtime:
         assert isinstance(stored, AcceptedReply)
         crash_point(self.settings.crash_at, "box.after_commit")
         if not stored.duplicate:
-            for settled in await self.deliver_soon(stored.delivery_ids, claims):
+            budget = self.settings.inline_delivery_budget_seconds
+            for settled in await self.deliver_soon(stored.delivery_ids, claims, budget=budget):
                 if settled.status == "dead":
                     raise delivery_failed(settled.error)
         return stored
@@ -107,13 +113,14 @@ class Runtime:
         """Rows this request's transaction enqueues are claimed for this process as they are written."""
         claim_inline(session, self.worker.owner, self.worker.queue.lease)
 
-    async def deliver_soon(self, delivery_ids: list[int], claimed: list[Claim]) -> list[Settled]:
-        """After commit: try the side effects now, within the inline budget; the worker finishes the rest."""
+    async def deliver_soon(
+        self, delivery_ids: list[int], claimed: list[Claim], *, budget: float
+    ) -> list[Settled]:
+        """After commit: start the side effects now and wait up to `budget` seconds for them; the worker
+        finishes the rest."""
         if not delivery_ids:
             return []
-        return await self.worker.deliver_inline(
-            delivery_ids, self.settings.inline_delivery_budget_seconds, claimed=claimed
-        )
+        return await self.worker.deliver_inline(delivery_ids, budget, claimed=claimed)
 
     async def housekeeping(self) -> None:
         """Forget what is no longer needed: idempotency keys past their retention, expired CXone tokens."""

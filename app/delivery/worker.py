@@ -85,14 +85,17 @@ class DeliveryWorker:
         """Try these rows now, waiting at most `budget` seconds; past that they finish in the background.
         `claimed` are rows already claimed for us when they were enqueued; the others are claimed here.
         Rows that cannot go yet (an earlier message of the thread is pending, no rate tokens) stay queued.
-        Returns what became of those that settled within the budget."""
+        Returns what became of those that settled within the budget. With no budget, rows not claimed
+        yet are left to the worker loop."""
         held = {claim.id for claim in claimed}
         rest = [delivery_id for delivery_id in ids if delivery_id not in held]
-        claims = list(claimed) + (await self.queue.claim(self.owner, len(rest), only=rest) if rest else [])
+        claims = list(claimed)
+        if rest and budget > 0:
+            claims += await self.queue.claim(self.owner, len(rest), only=rest)
         tasks = [self._start(claim) for claim in claims]
         if len(claims) < len(ids):
             self.wake()
-        if not tasks:
+        if not tasks or budget <= 0:
             return []
         done, _ = await asyncio.wait(tasks, timeout=budget)
         return [settled for task in done if (settled := task.result()) is not None]

@@ -154,7 +154,9 @@ async def sender_action(
         ttl_seconds=runtime.settings.typing_ttl_seconds,
     )
     await session.commit()
-    await runtime.deliver_soon(deliveries, inline_claims(session))
+    await runtime.deliver_soon(
+        deliveries, inline_claims(session), budget=runtime.settings.inline_delivery_budget_seconds
+    )
     return Response(status_code=204)
 
 
