@@ -220,7 +220,8 @@ async def seed_replies(
     pending = [(t, n) for n in range(per_thread) for t in range(threads)]
     async with runtime.reads() as session:
         channel = await session.get(Channel, channel_id)
-    assert channel is not None and channel.integration_id == integration.id
+    assert channel is not None
+    assert channel.integration_id == integration.id
     for start in range(0, len(pending), batch):
         replies: list[relay.Unit] = [
             relay.AgentReply(

@@ -64,7 +64,8 @@ async def test_a_unique_violation_is_retried_alone_and_only_the_culprit_fails(
     outcomes = await asyncio.gather(
         group.submit("a"), group.submit("taken"), group.submit("b"), return_exceptions=True
     )
-    assert outcomes[0] == "a" and outcomes[2] == "b"
+    assert outcomes[0] == "a"
+    assert outcomes[2] == "b"
     assert isinstance(outcomes[1], IntegrityError)
     # The whole batch once, then each unit alone; the culprit gets one more try before its error.
     assert batches == [["a", "taken", "b"], ["a"], ["taken"], ["taken"], ["b"]]
