@@ -15,7 +15,7 @@ from sqlalchemy import select
 from app import __version__
 from app.adapters.base import InboundMessage
 from app.adapters.loopback import CustomerWrites, LoopbackAdapter
-from app.adapters.registry import AdapterRegistry, default_registry
+from app.adapters.registry import AdapterContext, AdapterRegistry
 from app.config import Settings, get_settings
 from app.db import create_database, create_sessionmaker
 from app.delivery.handlers import DeliveryHandlers
@@ -49,7 +49,7 @@ def build_runtime(
     reads = create_sessionmaker(database.reads)
     credential_box = CredentialBox(settings.secret_key)
     http = cxone_http or make_http_client(timeout=settings.cxone_timeout_seconds)
-    registry = registry or default_registry(http)
+    registry = registry or AdapterRegistry.from_entry_points(AdapterContext(http=http))
     gateway = CxoneGateway(http, credential_box)
     metrics = Metrics()
     queue = DeliveryQueue(

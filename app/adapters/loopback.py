@@ -13,9 +13,12 @@ from collections import defaultdict
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.adapters.base import InboundEvent, InboundMessage, InboundRequest, OutboundMessage, SendResult
+
+if TYPE_CHECKING:
+    from app.adapters.registry import AdapterContext
 
 RECIPIENT_PATTERN = re.compile(r"^[A-Za-z0-9+@._:\-]{1,200}$")
 UNREACHABLE_PREFIX = "unreachable"
@@ -117,3 +120,8 @@ class LoopbackAdapter:
         """Wait for scripted answers still on their way (tests, shutdown)."""
         while self._pending_answers:
             await asyncio.gather(*list(self._pending_answers), return_exceptions=True)
+
+
+def create_adapter(context: AdapterContext) -> LoopbackAdapter:
+    """Entry point (`byoc_relay.adapters`)."""
+    return LoopbackAdapter()

@@ -1,15 +1,33 @@
-"""Which adapter serves which channel. Start-up fails when a configured channel's adapter is missing."""
+"""Which adapter serves which channel. Start-up fails when a configured channel's adapter is missing.
+
+Adapters are found through the `byoc_relay.adapters` entry-point group, the built-in ones included, so a
+third-party package installed beside the relay adds its adapter with no change here:
+
+    [project.entry-points."byoc_relay.adapters"]
+    my_platform = "my_package:create_adapter"      # create_adapter(context: AdapterContext) -> adapter
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
 
 import httpx
 
 from app.adapters.base import ChannelAdapter
-from app.adapters.loopback import LoopbackAdapter
-from app.adapters.webhook import WebhookAdapter
 from app.errors import ApiError
+
+ENTRY_POINT_GROUP = "byoc_relay.adapters"
+log = logging.getLogger("byoc.adapters")
+
+
+@dataclass(frozen=True)
+class AdapterContext:
+    """What the relay lends an adapter: its shared HTTP client (one connection pool for all)."""
+
+    http: httpx.AsyncClient
 
 
 class MissingAdapterError(RuntimeError):
@@ -19,8 +37,30 @@ class MissingAdapterError(RuntimeError):
 class AdapterRegistry:
     def __init__(self, adapters: Iterable[ChannelAdapter] = ()) -> None:
         self._adapters: dict[str, ChannelAdapter] = {}
+        self._broken: dict[str, str] = {}  # entry points that failed to load, and why
         for adapter in adapters:
             self.register(adapter)
+
+    @classmethod
+    def from_entry_points(cls, context: AdapterContext) -> AdapterRegistry:
+        """Every installed adapter. One that fails to load is remembered, not fatal: start-up stops only
+        if a configured channel needs it, and then says why it is missing."""
+        registry = cls()
+        for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+            registry._load(entry_point, context)
+        return registry
+
+    def _load(self, entry_point: EntryPoint, context: AdapterContext) -> None:
+        try:
+            adapter = entry_point.load()(context)
+            if adapter.name != entry_point.name:
+                raise ValueError(f"it calls itself {adapter.name!r}")
+            self.register(adapter)
+        except Exception as exc:
+            self._broken[entry_point.name] = (
+                f"{entry_point.value} failed to load: {type(exc).__name__}: {exc}"
+            )
+            log.error("channel adapter %r: %s", entry_point.name, self._broken[entry_point.name])
 
     def register(self, adapter: ChannelAdapter) -> None:
         if adapter.name in self._adapters:
@@ -49,13 +89,9 @@ class AdapterRegistry:
     def check_configured(self, adapter_names: Iterable[str]) -> None:
         missing = sorted(set(adapter_names) - set(self._adapters))
         if missing:
+            reasons = "; ".join(self._broken.get(name, f"{name}: not installed") for name in missing)
             raise MissingAdapterError(
-                "channels are configured for adapters that are not installed: "
-                + ", ".join(missing)
-                + f" (installed: {', '.join(self.names())})"
+                f"channels are configured for adapters that are not available: {', '.join(missing)}. "
+                f"{reasons}. Installed: {', '.join(self.names())}. Install the package that provides "
+                f"each (entry-point group {ENTRY_POINT_GROUP!r}) or delete its channels."
             )
-
-
-def default_registry(http: httpx.AsyncClient) -> AdapterRegistry:
-    """The built-in adapters; they share the app's HTTP client and its connection pool."""
-    return AdapterRegistry([LoopbackAdapter(), WebhookAdapter(http)])

@@ -45,7 +45,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import httpx
@@ -71,6 +71,9 @@ from app.adapters.base import (
     SignatureError,
     TypingEvent,
 )
+
+if TYPE_CHECKING:
+    from app.adapters.registry import AdapterContext
 
 log = logging.getLogger("byoc.adapters.webhook")
 
@@ -531,6 +534,11 @@ class WebhookAdapter:
                 raise ValueError(f"body: a batch holds at most {MAX_BATCH} events")
             return [_parse_one(item, f"[{index}].") for index, item in enumerate(body)]
         return [_parse_one(body, "")]
+
+
+def create_adapter(context: AdapterContext) -> WebhookAdapter:
+    """Entry point (`byoc_relay.adapters`)."""
+    return WebhookAdapter(context.http)
 
 
 async def _read_capped(response: httpx.Response) -> bytes:
