@@ -22,7 +22,7 @@ from app.delivery.kinds import (
 )
 from app.delivery.policy import Outcome, delivered, is_retryable_status
 from app.delivery.queue import Claim, enqueue
-from app.models import Channel, Delivery, Integration, Message, Thread
+from app.models import Channel, Delivery, Integration, Message, Suppression, Thread
 from app.models.base import utcnow
 from app.security import CredentialBox
 from app.services.channels import channel_config
@@ -75,17 +75,25 @@ class DeliveryHandlers:
         async with self._sessions() as session:
             row = (
                 await session.execute(
-                    select(Delivery, Channel, Integration, Message, Thread)
+                    select(Delivery, Channel, Integration, Message, Thread, Suppression.keyword)
                     .join(Channel, Channel.id == Delivery.channel_id)
                     .join(Integration, Integration.id == Channel.integration_id)
                     .outerjoin(Message, Message.id == Delivery.message_id)
                     .outerjoin(Thread, Thread.id == Message.thread_id)
+                    .outerjoin(
+                        Suppression,
+                        (Suppression.integration_id == Channel.integration_id)
+                        & (Suppression.address == Message.end_user_id),
+                    )
                     .where(Delivery.id == claim.id)
                 )
             ).one()
-        delivery, channel, integration, message, thread = row
+        delivery, channel, integration, message, thread, opted_out = row
         if delivery.expires_at is not None and delivery.expires_at <= utcnow():
             return Outcome("expired", error="expired before it could be delivered")
+        if opted_out is not None and delivery.kind == SEND_TO_PROVIDER:
+            # Queued before the customer opted out: it must not go now.
+            return Outcome("dead", error=f"The customer opted out ({opted_out}) after this was queued.")
         return await self._perform(delivery.kind, delivery.payload, channel, integration, message, thread)
 
     async def _perform(

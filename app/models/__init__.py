@@ -6,6 +6,7 @@ from app.models.delivery import Delivery, DeliveryAttempt, Destination, Idempote
 from app.models.integrations import BoxToken, Integration
 from app.models.messages import InboundEvent, Message
 from app.models.security import ApiKey
+from app.models.suppressions import Suppression
 
 __all__ = [
     "ApiKey",
@@ -19,5 +20,6 @@ __all__ = [
     "InboundEvent",
     "Integration",
     "Message",
+    "Suppression",
     "Thread",
 ]

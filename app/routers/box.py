@@ -170,4 +170,6 @@ async def validate_recipients(
     recipients = body.all_recipients
     channel = await runtime.config.box_channel(integration, channel_id)
     relay.check_recipients(runtime.registry.get(channel.adapter), recipients)
+    async with runtime.reads() as session:
+        await relay.check_not_opted_out(session, channel, recipients)
     return {"status": "valid", "endUserRecipients": [r.model_dump(exclude_none=True) for r in recipients]}

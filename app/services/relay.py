@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,10 +18,11 @@ from app.adapters.registry import AdapterRegistry
 from app.delivery.kinds import cxone_create, cxone_status, provider_send, provider_typing
 from app.delivery.queue import NewDelivery, enqueue
 from app.errors import ApiError, RawJSONError, not_found
-from app.models import Channel, Integration, Message, Thread
+from app.models import Channel, Integration, Message, Suppression, Thread
 from app.models import InboundEvent as SeenEvent
 from app.models.base import new_uuid, utcnow
 from app.schemas.box import EndUserRecipient, LegacyReplyRequest, OutboundRequest
+from app.services.opt_out import Choice, keyword_choice
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,12 @@ class AcceptedInbound:
     message: Message
     thread: Thread
     duplicate: bool
+
+
+OPTED_OUT = (
+    "This customer opted out (they sent STOP or an equivalent), so nothing is sent to them until they "
+    "send START."
+)
 
 
 def outbound_validation_failed(problems: list[tuple[int, str]]) -> RawJSONError:
@@ -134,6 +141,7 @@ async def store(session: AsyncSession, units: list[Unit], registry: AdapterRegis
             receipts[index] = [event for event in unit.events if isinstance(event, DeliveryReceipt)]
         else:
             results.append(await batch.agent_reply(unit))
+    await batch.write_opt_outs()
     outbox = await batch.enqueue_all()
     for index, result in enumerate(results):
         if isinstance(result, StoredEvents):
@@ -179,9 +187,9 @@ def _refusal(unit: Unit, registry: AdapterRegistry) -> Refused | None:
     return None
 
 
-def _by_channel(pairs: set[tuple[str, str]]) -> dict[str, list[str]]:
-    """(channel, key) pairs as one `channel = ? AND key IN (...)` per channel, which every database
-    answers from an index (SQLite scans the table for a row-value IN)."""
+def _grouped(pairs: set[tuple[str, str]]) -> dict[str, list[str]]:
+    """(channel, key) pairs as one `channel = ? AND key IN (...)` per channel (or per integration), which
+    every database answers from an index (SQLite scans the table for a row-value IN)."""
     grouped: dict[str, list[str]] = {}
     for channel_id, key in sorted(pairs):
         grouped.setdefault(channel_id, []).append(key)
@@ -198,21 +206,31 @@ class _Batch:
         self.by_external: dict[tuple[str, str], Thread] = {}
         self.latest: dict[tuple[str, str], Thread] = {}
         self.outbox: list[tuple[Message, NewDelivery]] = []
+        self.suppressed: set[tuple[str, str]] = set()  # (integration, address), as of now in the batch
+        self._suppressed_before: set[tuple[str, str]] = set()
+        self._opt_changes: dict[tuple[str, str], tuple[Choice, str, str]] = {}
 
     async def load(self, units: Iterable[Unit]) -> None:
         events: set[tuple[str, str]] = set()
         requests: set[tuple[str, str]] = set()
         externals: set[tuple[str, str]] = set()
         users: set[tuple[str, str]] = set()
+        addresses: set[tuple[str, str]] = set()  # whose opt-out matters to this batch
+        units = list(units)
         for unit in units:
-            channel_id = unit.channel.id
+            channel_id, integration_id = unit.channel.id, unit.channel.integration_id
             if isinstance(unit, CustomerEvents):
                 for event in unit.events:
                     if isinstance(event, InboundMessage):
                         users.add((channel_id, event.sender_id))
                         if event.event_id is not None:
                             events.add((channel_id, event.event_id))
+                        if keyword_choice(event.text) is not None:
+                            addresses.add((integration_id, event.sender_id))
                 continue
+            addresses.update((integration_id, r.idOnExternalPlatform) for r in unit.request.all_recipients)
+            if unit.thread is not None:
+                addresses.add((integration_id, unit.thread.end_user_id))
             if unit.request_key is not None:
                 requests.add((channel_id, unit.request_key))
             requested = unit.request.thread.idOnExternalPlatform if unit.request.thread else None
@@ -220,26 +238,35 @@ class _Batch:
                 externals.add((channel_id, requested))
             elif unit.thread is None and unit.request.all_recipients:
                 users.add((channel_id, unit.request.all_recipients[0].idOnExternalPlatform))
-        for channel_id, keys in _by_channel(events).items():
+        for channel_id, keys in _grouped(events).items():
             query = select(Message).where(
                 Message.channel_id == channel_id, Message.provider_event_id.in_(keys)
             )
             for message in await self.session.scalars(query):
                 self.known[("event", channel_id, message.provider_event_id or "")] = message
-        for channel_id, keys in _by_channel(requests).items():
+        for channel_id, keys in _grouped(requests).items():
             query = select(Message).where(
                 Message.channel_id == channel_id, Message.cxone_request_key.in_(keys)
             )
             for message in await self.session.scalars(query):
                 self.known[("request", channel_id, message.cxone_request_key or "")] = message
-        for channel_id, keys in _by_channel(externals).items():
+        thread_integration = {unit.channel.id: unit.channel.integration_id for unit in units}
+        for channel_id, keys in _grouped(externals).items():
             named = select(Thread).where(Thread.channel_id == channel_id, Thread.external_id.in_(keys))
             for thread in await self.session.scalars(named):
                 self.by_external[(channel_id, thread.external_id)] = thread
-        for channel_id, keys in _by_channel(users).items():
+                addresses.add((thread_integration[channel_id], thread.end_user_id))
+        for channel_id, keys in _grouped(users).items():
             theirs = select(Thread).where(Thread.channel_id == channel_id, Thread.end_user_id.in_(keys))
             for thread in await self.session.scalars(theirs.order_by(Thread.last_message_at, Thread.id)):
                 self.latest[(channel_id, thread.end_user_id)] = thread  # the last one wins
+        for integration_id, keys in _grouped(addresses).items():
+            opted_out = select(Suppression.address).where(
+                Suppression.integration_id == integration_id, Suppression.address.in_(keys)
+            )
+            found = await self.session.scalars(opted_out)
+            self.suppressed.update((integration_id, address) for address in found)
+        self._suppressed_before = set(self.suppressed)
 
     def _new_thread(
         self, channel_id: str, end_user_id: str, name: str | None, external_id: str | None
@@ -296,6 +323,8 @@ class _Batch:
             self.session.add(message)
             if event.event_id is not None:
                 self.known[key] = message
+            if (choice := keyword_choice(event.text)) is not None:
+                self._opt(channel, event.sender_id, *choice)
             self.outbox.append((message, cxone_create(message, channel.integration_id)))
             accepted.append(AcceptedInbound(message, thread, duplicate=False))
         return accepted
@@ -317,6 +346,8 @@ class _Batch:
                     "recipient_required",
                     "endUserRecipients: a message that starts a conversation needs a recipient.",
                 )
+            if refused := self._opted_out(channel, recipients):
+                return refused  # before a thread is started for them
             end_user = recipients[0]
             if not requested:
                 thread = self.latest.get((channel.id, end_user.idOnExternalPlatform))
@@ -326,6 +357,8 @@ class _Batch:
             recipients = [
                 EndUserRecipient(idOnExternalPlatform=thread.end_user_id, name=thread.end_user_name)
             ]
+        if refused := self._opted_out(channel, recipients):
+            return refused
         now = utcnow()
         thread.last_message_at = now
         message = Message(
@@ -359,6 +392,39 @@ class _Batch:
         return AcceptedReply(
             message=message, thread=thread, recipients=[recipient], delivery_ids=[], duplicate=True
         )
+
+    def _opt(self, channel: Channel, address: str, choice: Choice, keyword: str) -> None:
+        key = (channel.integration_id, address)
+        self._opt_changes[key] = (choice, keyword, channel.id)
+        if choice == "opt_out":
+            self.suppressed.add(key)
+        else:
+            self.suppressed.discard(key)
+
+    def _opted_out(self, channel: Channel, recipients: list[EndUserRecipient]) -> RawJSONError | None:
+        problems = [
+            (index, OPTED_OUT)
+            for index, recipient in enumerate(recipients)
+            if (channel.integration_id, recipient.idOnExternalPlatform) in self.suppressed
+        ]
+        return outbound_validation_failed(problems) if problems else None
+
+    async def write_opt_outs(self) -> None:
+        """The batch's opt-outs and opt-ins, as they stand at its end."""
+        for (integration_id, address), (choice, keyword, channel_id) in self._opt_changes.items():
+            was_suppressed = (integration_id, address) in self._suppressed_before
+            if choice == "opt_out" and not was_suppressed:
+                self.session.add(
+                    Suppression(
+                        integration_id=integration_id, address=address, keyword=keyword, channel_id=channel_id
+                    )
+                )
+            elif choice == "opt_in" and was_suppressed:
+                await self.session.execute(
+                    delete(Suppression).where(
+                        Suppression.integration_id == integration_id, Suppression.address == address
+                    )
+                )
 
     async def enqueue_all(self) -> dict[str, int]:
         """Each stored message's outbox row, by message id."""
@@ -394,6 +460,20 @@ async def legacy_reply_thread(
         raise not_found("thread", post_id)
     thread, channel = found
     return channel, thread
+
+
+async def check_not_opted_out(
+    session: AsyncSession, channel: Channel, recipients: list[EndUserRecipient]
+) -> None:
+    """For the recipients-validation call CXone makes before a proactive send."""
+    addresses = [r.idOnExternalPlatform for r in recipients]
+    query = select(Suppression.address).where(
+        Suppression.integration_id == channel.integration_id, Suppression.address.in_(addresses)
+    )
+    suppressed = set(await session.scalars(query))
+    problems = [(index, OPTED_OUT) for index, address in enumerate(addresses) if address in suppressed]
+    if problems:
+        raise outbound_validation_failed(problems)
 
 
 async def _thread_by_external_id(session: AsyncSession, channel_id: str, external_id: str) -> Thread | None:
