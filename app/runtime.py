@@ -16,6 +16,7 @@ from app.crashpoints import crash_point
 from app.db import Database, GroupCommit, session_scope
 from app.delivery.queue import Claim, claim_inline, inline_claims
 from app.delivery.worker import DeliveryWorker, Settled
+from app.errors import ApiError
 from app.metrics import Metrics
 from app.models import Channel, Message
 from app.security import CredentialBox
@@ -74,12 +75,14 @@ class Runtime:
         """One customer message that did not come through a webhook (the loopback customer)."""
         channel, _ = await self.config.live_channel(channel_id)
         budget = self.settings.inline_delivery_budget_seconds  # so that its answer can say "relayed"
-        [accepted] = await self.receive_events(channel, [event], wait=budget)
-        return accepted
+        stored = await self.receive_events(channel, [event], wait=budget)
+        if not stored.accepted:
+            raise ApiError(409, "echo_ignored", "event_id names one of our own outbound messages.")
+        return stored.accepted[0]
 
     async def receive_events(
         self, channel: Channel, events: list[InboundEvent], *, wait: float = 0.0
-    ) -> list[AcceptedInbound]:
+    ) -> StoredEvents:
         """Everything one verified webhook call carried, in one transaction: all of it is kept, or none.
         Delivery starts at once; a provider needs no more than "stored" for an answer, so by default the
         answer does not wait for it."""
@@ -87,7 +90,7 @@ class Runtime:
         assert isinstance(stored, StoredEvents)  # customer events are never refused for their content
         crash_point(self.settings.crash_at, "inbound.after_commit")
         await self.deliver_soon(stored.delivery_ids, claims, budget=wait)
-        return stored.accepted
+        return stored
 
     async def accept_reply(self, reply: AgentReply) -> AcceptedReply:
         """Stored first, then tried within the inline budget: a permanent provider error is answered at once,

@@ -30,13 +30,18 @@ class OutboundMessage:
 
 @dataclass(frozen=True)
 class InboundMessage:
-    """A customer message as the provider reported it, before we store it."""
+    """A customer message as the provider reported it, before we store it.
+
+    `is_echo`: the provider says this is a copy of a message sent from our side (some report every
+    message on the account, ours included). The relay also drops, as an echo, any message whose
+    `event_id` is the id of one of our own outbound messages, ours or the provider's."""
 
     sender_id: str
     text: str
     sender_name: str | None = None
     event_id: str | None = None
     attachments: tuple[Attachment, ...] = ()
+    is_echo: bool = False
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ A 2xx answer may carry `{"id": "<provider message id>"}`; without it our message
 What the platform POSTs to our webhook (one object, or a JSON array of them):
 
     {"type": "message", "id": "<event id>", "from": {"id": "...", "name": "..."?},
-     "text": "..."?, "attachments": [{"url": "...", "name": "..."?}]?}      (text or an attachment)
+     "text": "..."?, "attachments": [{"url": "...", "name": "..."?}]?,     (text or an attachment)
+     "echo": true?}      (a copy of a message sent from the business side: never taken as the customer's)
     {"type": "status", "id": "<event id>", "message_id": "<the id we sent>",
      "status": "delivered" | "read" | "failed", "reason": "..."?}
     {"type": "typing", "from": {"id": "..."}, "typing": true | false}
@@ -230,6 +231,7 @@ class _MessageEvent(_Inbound):
     sender: _Party = Field(alias="from")
     text: str | None = None
     attachments: list[_InAttachment] = Field(default_factory=list, max_length=50)
+    echo: StrictBool = False
 
     def event(self) -> InboundMessage:
         return InboundMessage(
@@ -238,6 +240,7 @@ class _MessageEvent(_Inbound):
             text=self.text or "",
             event_id=self.id,
             attachments=tuple(Attachment(url=a.url, friendly_name=a.name) for a in self.attachments),
+            is_echo=self.echo,
         )
 
 

@@ -17,6 +17,7 @@ router = APIRouter(tags=["webhooks (called by providers)"])
 class WebhookAccepted(BaseModel):
     messages: int
     duplicates: int
+    echoes: int
     other_events: int
 
 
@@ -44,8 +45,11 @@ async def provider_webhook(
         events = adapter.parse(inbound, config)
     except ValueError as exc:
         raise ApiError(422, "invalid_event", str(exc)) from None
-    accepted = await runtime.receive_events(channel, events)
-    duplicates = sum(1 for a in accepted if a.duplicate)
+    stored = await runtime.receive_events(channel, events)
+    duplicates = sum(1 for a in stored.accepted if a.duplicate)
     return WebhookAccepted(
-        messages=len(accepted) - duplicates, duplicates=duplicates, other_events=len(events) - len(accepted)
+        messages=len(stored.accepted) - duplicates,
+        duplicates=duplicates,
+        echoes=stored.echoes,
+        other_events=len(events) - len(stored.accepted) - stored.echoes,
     )

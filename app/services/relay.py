@@ -115,6 +115,7 @@ class AgentReply:
 class StoredEvents:
     accepted: list[AcceptedInbound]
     delivery_ids: list[int]
+    echoes: int = 0
 
 
 Unit = CustomerEvents | AgentReply
@@ -137,7 +138,8 @@ async def store(session: AsyncSession, units: list[Unit], registry: AdapterRegis
         if index in refusals:
             results.append(refusals[index])
         elif isinstance(unit, CustomerEvents):
-            results.append(StoredEvents(await batch.customer_events(unit), []))
+            accepted, echoes = await batch.customer_events(unit)
+            results.append(StoredEvents(accepted, [], echoes))
             receipts[index] = [event for event in unit.events if isinstance(event, DeliveryReceipt)]
         else:
             results.append(await batch.agent_reply(unit))
@@ -149,7 +151,7 @@ async def store(session: AsyncSession, units: list[Unit], registry: AdapterRegis
             channel = units[index].channel
             for receipt in receipts[index]:
                 ids += await accept_receipt(session, channel=channel, receipt=receipt)
-            results[index] = StoredEvents(result.accepted, ids)
+            results[index] = replace(result, delivery_ids=ids)
         elif isinstance(result, AcceptedReply) and not result.duplicate:
             results[index] = replace(result, delivery_ids=[outbox[result.message.id]])
     return results
@@ -206,6 +208,7 @@ class _Batch:
         self.by_external: dict[tuple[str, str], Thread] = {}
         self.latest: dict[tuple[str, str], Thread] = {}
         self.outbox: list[tuple[Message, NewDelivery]] = []
+        self.ours: set[tuple[str, str | None]] = set()  # (channel, id) of our outbound messages
         self.suppressed: set[tuple[str, str]] = set()  # (integration, address), as of now in the batch
         self._suppressed_before: set[tuple[str, str]] = set()
         self._opt_changes: dict[tuple[str, str], tuple[Choice, str, str]] = {}
@@ -244,6 +247,13 @@ class _Batch:
             )
             for message in await self.session.scalars(query):
                 self.known[("event", channel_id, message.provider_event_id or "")] = message
+            outbound = select(Message.id, Message.provider_message_id).where(
+                Message.channel_id == channel_id,
+                Message.direction == "outbound",
+                or_(Message.id.in_(keys), Message.provider_message_id.in_(keys)),
+            )
+            for our_id, provider_id in await self.session.execute(outbound):
+                self.ours.update({(channel_id, our_id), (channel_id, provider_id)})
         for channel_id, keys in _grouped(requests).items():
             query = select(Message).where(
                 Message.channel_id == channel_id, Message.cxone_request_key.in_(keys)
@@ -288,13 +298,18 @@ class _Batch:
         assert thread is not None
         return thread
 
-    async def customer_events(self, unit: CustomerEvents) -> list[AcceptedInbound]:
-        """Customer messages; receipts are the caller's, and customer typing is dropped."""
+    async def customer_events(self, unit: CustomerEvents) -> tuple[list[AcceptedInbound], int]:
+        """Customer messages, and how many were echoes of our own; receipts are the caller's, and
+        customer typing is dropped."""
         channel = unit.channel
         accepted: list[AcceptedInbound] = []
+        echoes = 0
         for event in unit.events:
             if not isinstance(event, InboundMessage):
                 continue  # customer typing has no documented way into CXone (docs/cxone-contract.md §3.6)
+            if event.is_echo or (channel.id, event.event_id) in self.ours:
+                echoes += 1  # our own message coming back: never a customer's
+                continue
             key = ("event", channel.id, event.event_id or "")
             if event.event_id is not None and key in self.known:
                 earlier = self.known[key]
@@ -327,7 +342,7 @@ class _Batch:
                 self._opt(channel, event.sender_id, *choice)
             self.outbox.append((message, cxone_create(message, channel.integration_id)))
             accepted.append(AcceptedInbound(message, thread, duplicate=False))
-        return accepted
+        return accepted, echoes
 
     async def agent_reply(self, unit: AgentReply) -> AcceptedReply | Refused:
         channel, request = unit.channel, unit.request
