@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
+
+from pydantic import BaseModel
 
 
 @dataclass(frozen=True)
@@ -92,18 +94,48 @@ class SendResult:
         return self.error is None
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a channel can carry, so the relay (and CXone's admins) know what to expect of it."""
+
+    text: bool = True
+    attachments: bool = False  # sent as files; False means they go as links in the text
+    max_attachment_bytes: int | None = None
+    rich_content: bool = False  # buttons, cards...; a text fallback is always sent where it is not
+    delivery_receipts: bool = False
+    read_receipts: bool = False
+    typing: bool = False
+    max_text_length: int | None = None
+    template_outside_session: bool = False  # e.g. WhatsApp's 24-hour window
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Whether a channel's configuration works against the real provider, and what was found."""
+
+    ok: bool
+    detail: str
+
+
 class SignatureError(Exception):
     """The inbound request is not provably from the provider: answered 401, nothing is written."""
 
 
 class ChannelAdapter(Protocol):
     name: str
+    capabilities: Capabilities
+    config_model: ClassVar[type[BaseModel]]
+    """The channel config's schema. Secret fields are `SecretStr`, which the schema marks write-only."""
     secret_fields: tuple[str, ...]
     """Config keys that hold secrets: stored encrypted, shown once, never returned by a GET."""
 
     def prepare_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """A new channel's config, validated, with defaults filled in and secrets generated.
         Raise ValueError saying what is wrong."""
+        ...
+
+    async def check(self, config: Mapping[str, Any]) -> CheckResult:
+        """Whether the credentials and address in `config` work, without messaging any customer."""
         ...
 
     def recipient_error(self, recipient_id: str) -> str | None:

@@ -13,9 +13,19 @@ from collections import defaultdict
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from app.adapters.base import InboundEvent, InboundMessage, InboundRequest, OutboundMessage, SendResult
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.adapters.base import (
+    Capabilities,
+    CheckResult,
+    InboundEvent,
+    InboundMessage,
+    InboundRequest,
+    OutboundMessage,
+    SendResult,
+)
 
 if TYPE_CHECKING:
     from app.adapters.registry import AdapterContext
@@ -40,8 +50,18 @@ class ReceivedMessage:
     received_at: datetime
 
 
+class LoopbackConfig(BaseModel):
+    """A loopback channel's config: how the fake customer answers, if at all."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    auto_reply: str | None = Field(None, description="A scripted answer, e.g. 'Got it: {text}'.")
+
+
 class LoopbackAdapter:
     name = "loopback"
+    capabilities = Capabilities(attachments=True, typing=True)
+    config_model: ClassVar[type[BaseModel]] = LoopbackConfig
     secret_fields: tuple[str, ...] = ()
 
     def __init__(self) -> None:
@@ -63,6 +83,9 @@ class LoopbackAdapter:
         if "auto_reply" in config and not isinstance(config["auto_reply"], str):
             raise ValueError("auto_reply must be a text such as 'Got it: {text}'")
         return dict(config)
+
+    async def check(self, config: Mapping[str, Any]) -> CheckResult:
+        return CheckResult(ok=True, detail="the loopback customer lives in this process")
 
     def destination(self, config: Mapping[str, Any]) -> str:
         return "loopback"

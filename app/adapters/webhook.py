@@ -16,6 +16,7 @@ What we POST to `url` (headers `webhook-id`, `webhook-timestamp`, `webhook-signa
      "text": "...", "attachments": [{"url": "...", "name": "..." | null}],
      "reply_to": "<provider message id>" | null, "timestamp": "2024-01-01T12:00:00.000Z"}
     {"type": "typing", "channel_id": "...", "to": {"id": "..."}, "typing": true}
+    {"type": "ping"}        (`check`: a 2xx answer means the platform is there and takes our signature)
 
 A 2xx answer may carry `{"id": "<provider message id>"}`; without it our message id stands in.
 
@@ -63,6 +64,8 @@ from pydantic import (
 
 from app.adapters.base import (
     Attachment,
+    Capabilities,
+    CheckResult,
     DeliveryReceipt,
     InboundEvent,
     InboundMessage,
@@ -350,8 +353,14 @@ def _classify(status: int, raw: bytes, retry_after: str | None, message_id: str)
 
 class WebhookAdapter:
     name = "webhook"
+    capabilities = Capabilities(
+        attachments=False,  # attachments travel as URLs in the JSON body
+        delivery_receipts=True,
+        read_receipts=True,
+        typing=True,
+    )
     secret_fields: tuple[str, ...] = ("secret", "previous_secret")
-    config_model: ClassVar[type[WebhookConfig]] = WebhookConfig
+    config_model: ClassVar[type[BaseModel]] = WebhookConfig
 
     def __init__(self, http: httpx.AsyncClient) -> None:
         self._http = http
@@ -371,6 +380,31 @@ class WebhookAdapter:
         if cfg.previous_secret is not None:
             prepared["previous_secret"] = cfg.previous_secret.get_secret_value()
         return prepared
+
+    async def check(self, config: Mapping[str, Any]) -> CheckResult:
+        """A signed `{"type": "ping"}` to the platform: a 2xx means it is there and takes our signature."""
+        try:
+            cfg = load_config(config)
+        except ValueError as error:
+            return CheckResult(ok=False, detail=str(error))
+        body = b'{"type":"ping"}'
+        try:
+            response = await self._http.post(
+                cfg.url,
+                content=body,
+                headers=self._headers(cfg, f"ping_{uuid.uuid4().hex}", body),
+                timeout=cfg.timeout_seconds,
+                follow_redirects=False,
+            )
+        except httpx.HTTPError as error:
+            return CheckResult(ok=False, detail=f"cannot reach the platform: {type(error).__name__}")
+        if response.is_success:
+            return CheckResult(ok=True, detail=f"the platform answered HTTP {response.status_code}")
+        if response.status_code in (401, 403):
+            return CheckResult(
+                ok=False, detail=f"the platform refused our signature (HTTP {response.status_code})"
+            )
+        return CheckResult(ok=False, detail=f"the platform answered HTTP {response.status_code}")
 
     # Outbound ---------------------------------------------------------------------------------------
 

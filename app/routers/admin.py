@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import TypeVar
 
 from fastapi import APIRouter, Response
@@ -10,6 +11,8 @@ from pydantic import BaseModel
 from app.deps import Admin, Idempotent, Operator, RuntimeDep, SessionDep, Viewer
 from app.models import Channel, Integration, Message, Thread
 from app.schemas.admin import (
+    AdapterOut,
+    ChannelCheck,
     ChannelCreate,
     ChannelCreated,
     ChannelOut,
@@ -111,6 +114,34 @@ async def create_channel(
         credential_box=runtime.credential_box,
     )
     return _remembered(idempotent, 201, ChannelCreated(**_channel_out(channel).model_dump(), secrets=secrets))
+
+
+@router.post("/channels/{channel_id}/check", response_model=ChannelCheck)
+async def check_channel(
+    channel_id: str, session: SessionDep, runtime: RuntimeDep, _: Operator
+) -> ChannelCheck:
+    """Tries the channel's credentials and address against its provider; no customer is messaged."""
+    result = await channels.check_channel(
+        session, channel_id, registry=runtime.registry, credential_box=runtime.credential_box
+    )
+    return ChannelCheck(ok=result.ok, detail=result.detail)
+
+
+@router.get("/adapters", response_model=Page[AdapterOut])
+async def list_adapters(runtime: RuntimeDep, _: Viewer) -> Page[AdapterOut]:
+    """The installed channel adapters, with their capabilities and config schema."""
+    items = []
+    for name in runtime.registry.names():
+        adapter = runtime.registry.get(name)
+        items.append(
+            AdapterOut(
+                name=name,
+                capabilities=asdict(adapter.capabilities),
+                config_schema=adapter.config_model.model_json_schema(),
+                secret_fields=list(adapter.secret_fields),
+            )
+        )
+    return Page[AdapterOut](items=items)
 
 
 @router.get("/channels", response_model=Page[ChannelOut])

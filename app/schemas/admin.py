@@ -152,3 +152,19 @@ T = TypeVar("T")
 
 class Page(BaseModel, Generic[T]):
     items: list[T]
+
+
+class AdapterOut(BaseModel):
+    """An installed channel adapter: what it can carry and the config a channel of it takes."""
+
+    name: str
+    capabilities: dict[str, Any]
+    config_schema: dict[str, Any]
+    secret_fields: list[str]
+
+
+class ChannelCheck(BaseModel):
+    """Whether the channel's configuration works against its provider right now."""
+
+    ok: bool
+    detail: str

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.adapters.base import CheckResult
 from app.adapters.registry import AdapterRegistry
 from app.cxone.client import ChannelSpec
 from app.cxone.errors import DfoError, DfoNotFound
@@ -105,6 +106,14 @@ async def get_channel(session: AsyncSession, channel_id: str, *, include_deleted
     if channel is None or (channel.deleted_at is not None and not include_deleted):
         raise not_found("channel", channel_id)
     return channel
+
+
+async def check_channel(
+    session: AsyncSession, channel_id: str, *, registry: AdapterRegistry, credential_box: CredentialBox
+) -> CheckResult:
+    channel = await get_channel(session, channel_id, include_deleted=False)
+    adapter = registry.get(channel.adapter)
+    return await adapter.check(channel_config(channel, credential_box))
 
 
 async def list_channels(session: AsyncSession, *, integration_id: str | None = None) -> list[Channel]:

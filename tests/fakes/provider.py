@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
+import os
 import random
 import sys
 import time
@@ -86,6 +88,7 @@ class FakeProvider:
         self.seed = seed
         self._webhook = Webhook(secret)
         self.attempts: list[Attempt] = []
+        self.pings = 0
         self.deliveries: list[Delivery] = []
         self.typing: list[TypingCall] = []
         self.duplicates = 0
@@ -109,6 +112,10 @@ class FakeProvider:
         )
 
     # Behaviour controls ---------------------------------------------------------------------------
+
+    def rotate_secret_to_unknown(self) -> None:
+        """The platform starts checking a secret the relay does not have: every call is then refused 401."""
+        self._webhook = Webhook("whsec_" + base64.b64encode(os.urandom(32)).decode())
 
     def fail_next(self, status: int, times: int = 1, retry_after: float | str | None = None) -> None:
         """The next `times` message calls answer `status` (queued after earlier fail_next calls)."""
@@ -230,6 +237,9 @@ class FakeProvider:
             self.rejected += 1
             self.attempts.append(Attempt(webhook_id, body, now, wall, 401))
             return await self._answer(JSONResponse({"error": "invalid signature"}, status_code=401))
+        if isinstance(body, dict) and body.get("type") == "ping":
+            self.pings += 1
+            return await self._answer(JSONResponse({}))
         if isinstance(body, dict) and body.get("type") == "typing":
             self.typing.append(TypingCall(webhook_id, body, wall))
             return await self._answer(JSONResponse({}))
