@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test test-sqlite test-postgres lint format bench clean
+.PHONY: install run test test-sqlite test-postgres test-example lint format bench clean
 
 install: $(VENV)/.installed
 
@@ -21,7 +21,7 @@ run: install
 	BYOC_ENV=$${BYOC_ENV:-dev} $(BIN)/byoc serve --demo --host $(HOST) --port $(PORT)
 
 ## test: the whole suite on SQLite, then again on PostgreSQL when it answers (required if BYOC_REQUIRE_POSTGRES=1)
-test: install test-sqlite test-postgres
+test: install test-sqlite test-postgres test-example
 
 test-sqlite: install
 	BYOC_TEST_DATABASE=sqlite $(BIN)/pytest
@@ -35,6 +35,14 @@ test-postgres: install
 		echo "PostgreSQL does not answer: the PostgreSQL run is skipped"; \
 	fi
 
+## test-example: the example adapter package (examples/acme_chat), installed beside the relay in a venv of
+## its own as a third party would, then run through the conformance kit
+test-example: install
+	rm -rf .venv-example
+	$(PYTHON) -m venv .venv-example
+	.venv-example/bin/pip install --quiet --disable-pip-version-check -e . pytest ./examples/acme_chat
+	cd examples/acme_chat && ../../.venv-example/bin/pytest -q -p no:cacheprovider
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -45,4 +53,4 @@ format: install
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-example .mypy_cache .ruff_cache .pytest_cache .hypothesis
