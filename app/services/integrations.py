@@ -176,13 +176,5 @@ async def issue_box_token(
     return token, ttl
 
 
-async def integration_for_bearer(session: AsyncSession, token: str) -> Integration | None:
-    """The integration a live box token belongs to; None for unknown or expired tokens."""
-    row = await session.get(BoxToken, hash_secret(token))
-    if row is None or row.expires_at <= utcnow():
-        return None
-    return await session.get(Integration, row.integration_id)
-
-
 async def prune_box_tokens(session: AsyncSession) -> None:
     await session.execute(delete(BoxToken).where(BoxToken.expires_at < utcnow()))
