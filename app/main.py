@@ -49,7 +49,9 @@ def build_runtime(
     reads = create_sessionmaker(database.reads)
     credential_box = CredentialBox(settings.secret_key)
     http = cxone_http or make_http_client(timeout=settings.cxone_timeout_seconds)
-    registry = registry or AdapterRegistry.from_entry_points(AdapterContext(http=http))
+    registry = registry or AdapterRegistry.from_entry_points(
+        AdapterContext(http=http, public_url=settings.public_url or DEFAULT_PUBLIC_URL)
+    )
     gateway = CxoneGateway(http, credential_box)
     metrics = Metrics()
     queue = DeliveryQueue(

@@ -88,6 +88,7 @@ class SendResult:
     retry_after: float | None = None
     status_code: int | None = None
     disable_destination: bool = False
+    segments: int | None = None  # SMS parts the provider bills for this message, where it counts them
 
     @property
     def ok(self) -> bool:

@@ -25,9 +25,11 @@ log = logging.getLogger("byoc.adapters")
 
 @dataclass(frozen=True)
 class AdapterContext:
-    """What the relay lends an adapter: its shared HTTP client (one connection pool for all)."""
+    """What the relay lends an adapter: its shared HTTP client (one connection pool for all), and the
+    public base URL providers reach it at (for callbacks such as delivery reports)."""
 
     http: httpx.AsyncClient
+    public_url: str = ""
 
 
 class MissingAdapterError(RuntimeError):

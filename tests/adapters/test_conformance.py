@@ -6,13 +6,16 @@ import json
 import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
+from urllib.parse import urlencode
 
 import httpx
 
 from app.adapters.base import ChannelAdapter, InboundRequest, OutboundMessage
-from app.adapters.conformance import AdapterConformance, AdapterHarness
+from app.adapters.conformance import DEFAULT_ANSWERS, AdapterConformance, AdapterHarness, Expected
 from app.adapters.loopback import LoopbackAdapter
+from app.adapters.twilio_sms import TwilioSmsAdapter
 from app.adapters.webhook import WebhookAdapter, decode_secret, generate_secret, sign
+from tests.fakes.twilio import twilio_signature
 
 PLATFORM_URL = "https://platform.test/messages"
 
@@ -87,3 +90,79 @@ class TestWebhookAdapter(AdapterConformance):
 
 class TestLoopbackAdapter(AdapterConformance):
     harness = LoopbackHarness()
+
+
+class TwilioHarness(AdapterHarness):
+    sender_id = "+15551230001"
+    recipient_id = "+15551230001"
+    url = "https://relay.test/webhooks/twilio_sms/byoc_1"
+    expected_answers: ClassVar[dict[int, Expected]] = {
+        **DEFAULT_ANSWERS,
+        401: "retry",  # credentials an admin can fix
+        201: "delivered",
+    }
+
+    def adapter(self, http: httpx.AsyncClient) -> ChannelAdapter:
+        return TwilioSmsAdapter(http, "https://relay.test")
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "account_sid": "AC" + "0" * 32,
+            "auth_token": "auth-token-1234567890",
+            "from_number": "+15005550006",
+            "api_base": "https://api.twilio.com",
+            "timeout_seconds": 10.0,
+        }
+
+    def invalid_configs(self) -> list[dict[str, Any]]:
+        good = self.config()
+        return [
+            {**good, "account_sid": "not-a-sid"},
+            {**good, "from_number": "0612345678"},
+            {k: v for k, v in good.items() if k != "auth_token"},
+            {**good, "messaging_service_sid": "MG" + "1" * 32},  # two senders
+        ]
+
+    def _signed(self, config: Mapping[str, Any], params: list[tuple[str, str]]) -> InboundRequest:
+        headers = {
+            "content-type": "application/x-www-form-urlencoded",
+            "x-twilio-signature": twilio_signature(config["auth_token"], self.url, params),
+        }
+        return InboundRequest(raw_body=urlencode(params).encode(), headers=headers, url=self.url)
+
+    def inbound_message(
+        self, config: Mapping[str, Any], *, event_id: str, sender_id: str, text: str
+    ) -> InboundRequest:
+        params = [
+            ("MessageSid", event_id),
+            ("From", sender_id),
+            ("To", config["from_number"]),
+            ("Body", text),
+        ]
+        return self._signed(config, params)
+
+    def malformed(self, request: InboundRequest) -> InboundRequest:
+        headers = {**request.headers, "x-twilio-signature": "not base64 ünïcode"}
+        return InboundRequest(raw_body=request.raw_body, headers=headers, url=request.url)
+
+    def echo(
+        self, config: Mapping[str, Any], sent: OutboundMessage, provider_message_id: str
+    ) -> InboundRequest:
+        params = [
+            ("MessageSid", provider_message_id),
+            ("From", config["from_number"]),
+            ("To", sent.recipient_id),
+            ("Body", sent.text),
+        ]
+        return self._signed(config, params)
+
+    def provider_answer(self, request: httpx.Request, status: int) -> httpx.Response:
+        assert request.headers["authorization"].startswith("Basic ")
+        if status < 300:
+            return httpx.Response(201, json={"sid": "SM" + "2" * 32, "status": "queued"})
+        code = {400: 21211, 404: 20404, 429: 20429, 401: 20003}.get(status, 30001)
+        return httpx.Response(status, json={"code": code, "message": "refused", "status": status})
+
+
+class TestTwilioSmsAdapter(AdapterConformance):
+    harness = TwilioHarness()

@@ -1,0 +1,152 @@
+"""A fake of Twilio's Programmable Messaging API, for tests: the Messages resource with HTTP Basic auth,
+form bodies and Twilio's error bodies and codes, and signed webhooks toward the relay (incoming messages
+and status callbacks, with `X-Twilio-Signature` computed as Twilio documents it)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import uuid
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlencode
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+
+
+@dataclass
+class SentSms:
+    sid: str
+    to: str
+    sender: str
+    body: str
+    media: list[str]
+    status_callback: str | None
+    form: list[tuple[str, str]] = field(default_factory=list)
+
+
+def twilio_signature(auth_token: str, url: str, params: list[tuple[str, str]]) -> str:
+    payload = url + "".join(name + value for name, value in sorted(params))
+    return base64.b64encode(hmac.new(auth_token.encode(), payload.encode(), hashlib.sha1).digest()).decode()
+
+
+class FakeTwilio:
+    def __init__(self, account_sid: str, auth_token: str, from_number: str) -> None:
+        self.account_sid = account_sid
+        self.auth_token = auth_token
+        self.from_number = from_number
+        self.sent: list[SentSms] = []
+        self.refused: list[tuple[int, int]] = []  # (HTTP status, Twilio code)
+        self.unsubscribed: set[str] = set()
+        self.landlines: set[str] = set()
+        self.throttle_next = 0
+        base = f"/2010-04-01/Accounts/{account_sid}"
+        self.app = Starlette(
+            routes=[
+                Route(f"{base}/Messages.json", self._create_message, methods=["POST"]),
+                Route(f"{base}.json", self._account, methods=["GET"]),
+            ]
+        )
+
+    @staticmethod
+    def new_account_sid() -> str:
+        return "AC" + uuid.uuid4().hex
+
+    def _authorised(self, request: Request) -> bool:
+        scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, _, password = base64.b64decode(encoded).decode().partition(":")
+        except ValueError:
+            return False
+        return hmac.compare_digest(user, self.account_sid) and hmac.compare_digest(password, self.auth_token)
+
+    def _error(self, status: int, code: int, message: str) -> JSONResponse:
+        self.refused.append((status, code))
+        body = {"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}"}
+        return JSONResponse({**body, "status": status}, status_code=status)
+
+    async def _account(self, request: Request) -> JSONResponse:
+        if not self._authorised(request):
+            return self._error(401, 20003, "Authenticate")
+        return JSONResponse({"sid": self.account_sid, "status": "active"})
+
+    async def _create_message(self, request: Request) -> JSONResponse:
+        if not self._authorised(request):
+            return self._error(401, 20003, "Authenticate")
+        if request.headers.get("content-type", "").split(";")[0] != "application/x-www-form-urlencoded":
+            return self._error(400, 20001, "Expected a form body")
+        form = parse_qsl((await request.body()).decode(), keep_blank_values=True)
+        values = dict(form)
+        to, body = values.get("To", ""), values.get("Body", "")
+        if self.throttle_next:
+            self.throttle_next -= 1
+            return self._error(429, 20429, "Too Many Requests")
+        if not E164.fullmatch(to):
+            return self._error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
+        if values.get("From") != self.from_number:
+            return self._error(400, 21212, "The 'From' number is not a valid phone number for this account.")
+        if to in self.unsubscribed:
+            return self._error(400, 21610, "Attempt to send to unsubscribed recipient")
+        if to in self.landlines:
+            return self._error(400, 21614, f"'To' number {to} is not a valid mobile number")
+        media = [value for name, value in form if name == "MediaUrl"]
+        if not body and not media:
+            return self._error(400, 21602, "Message body is required.")
+        sms = SentSms(
+            sid="SM" + uuid.uuid4().hex,
+            to=to,
+            sender=self.from_number,
+            body=body,
+            media=media,
+            status_callback=values.get("StatusCallback"),
+            form=form,
+        )
+        self.sent.append(sms)
+        answer = {"sid": sms.sid, "status": "queued", "to": to, "from": sms.sender, "body": body}
+        return JSONResponse(answer, status_code=201)
+
+    # Webhooks toward the relay -------------------------------------------------------------------------
+
+    def signed(self, url: str, params: list[tuple[str, str]]) -> tuple[bytes, dict[str, str]]:
+        headers = {
+            "content-type": "application/x-www-form-urlencoded",
+            "x-twilio-signature": twilio_signature(self.auth_token, url, params),
+        }
+        return urlencode(params).encode(), headers
+
+    def incoming(
+        self, url: str, *, sender: str, body: str, sid: str | None = None
+    ) -> tuple[bytes, dict[str, str]]:
+        params = [
+            ("AccountSid", self.account_sid),
+            ("MessageSid", sid or "SM" + uuid.uuid4().hex),
+            ("From", sender),
+            ("To", self.from_number),
+            ("Body", body),
+            ("NumMedia", "0"),
+            ("SmsStatus", "received"),
+        ]
+        return self.signed(url, params)
+
+    def status_callback(
+        self, sms: SentSms, status: str, error_code: str | None = None
+    ) -> tuple[bytes, dict[str, str]]:
+        assert sms.status_callback is not None
+        params = [
+            ("AccountSid", self.account_sid),
+            ("MessageSid", sms.sid),
+            ("MessageStatus", status),
+            ("To", sms.to),
+            ("From", sms.sender),
+        ]
+        if error_code:
+            params.append(("ErrorCode", error_code))
+        return self.signed(sms.status_callback, params)
