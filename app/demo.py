@@ -99,6 +99,7 @@ async def set_up_demo(runtime: Runtime, simulator: CxoneSimulator) -> None:
                 registry=runtime.registry,
                 gateway=runtime.gateway,
                 credential_box=runtime.credential_box,
+                public_url=runtime.settings.public_url,
             )
         else:
             await runtime.gateway.client_for(integration).create_channel(

@@ -112,6 +112,7 @@ async def create_channel(
         registry=runtime.registry,
         gateway=runtime.gateway,
         credential_box=runtime.credential_box,
+        public_url=runtime.settings.public_url,
     )
     return _remembered(idempotent, 201, ChannelCreated(**_channel_out(channel).model_dump(), secrets=secrets))
 

@@ -68,6 +68,7 @@ async def create_channel(
     registry: AdapterRegistry,
     gateway: CxoneGateway,
     credential_box: CredentialBox,
+    public_url: str,
 ) -> tuple[Channel, dict[str, str]]:
     """Returns the channel and its secrets, which are shown this once and stored encrypted."""
     integration = await get_integration(session, data.integration_id)
@@ -94,6 +95,13 @@ async def create_channel(
     )
     session.add(channel)
     await session.flush()
+    connect = getattr(adapter, "connect", None)  # optional: providers that must be told where we are
+    if connect is not None:
+        connected = await connect(config | secrets, f"{public_url}/webhooks/{adapter.name}/{channel.id}")
+        if not connected.ok:
+            raise ApiError(
+                422, "provider_connect_failed", f"The {adapter.name} provider refused: {connected.detail}"
+            )
     try:
         await gateway.client_for(integration).create_channel(channel_spec(channel, integration))
     except DfoError as exc:

@@ -13,6 +13,7 @@ import httpx
 from app.adapters.base import ChannelAdapter, InboundRequest, OutboundMessage
 from app.adapters.conformance import DEFAULT_ANSWERS, AdapterConformance, AdapterHarness, Expected
 from app.adapters.loopback import LoopbackAdapter
+from app.adapters.telegram import TelegramAdapter
 from app.adapters.twilio_sms import TwilioSmsAdapter
 from app.adapters.webhook import WebhookAdapter, decode_secret, generate_secret, sign
 from tests.fakes.twilio import twilio_signature
@@ -166,3 +167,62 @@ class TwilioHarness(AdapterHarness):
 
 class TestTwilioSmsAdapter(AdapterConformance):
     harness = TwilioHarness()
+
+
+class TelegramHarness(AdapterHarness):
+    signs_body: ClassVar[bool] = False  # a secret header over TLS: Telegram signs no body
+    sender_id = "777000111"
+    recipient_id = "777000111"
+    expected_answers: ClassVar[dict[int, Expected]] = {**DEFAULT_ANSWERS, 403: "permanent", 401: "retry"}
+
+    def adapter(self, http: httpx.AsyncClient) -> ChannelAdapter:
+        return TelegramAdapter(http)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "bot_token": "123456789:AAbbCCddEEffGGhhIIjjKKllMMnnOOpp",
+            "webhook_secret": "s3cret-token-for-the-webhook",
+            "api_base": "https://api.telegram.org",
+            "timeout_seconds": 10.0,
+        }
+
+    def invalid_configs(self) -> list[dict[str, Any]]:
+        good = self.config()
+        return [
+            {**good, "bot_token": "no-colon"},
+            {**good, "webhook_secret": "short"},
+            {**good, "api_base": "ftp://x"},
+            {"webhook_secret": good["webhook_secret"]},
+        ]
+
+    def inbound_message(
+        self, config: Mapping[str, Any], *, event_id: str, sender_id: str, text: str
+    ) -> InboundRequest:
+        message_id = int.from_bytes(event_id.encode()[-4:], "big")
+        update = {
+            "update_id": 1,
+            "message": {
+                "message_id": message_id,
+                "from": {"id": int(sender_id), "is_bot": False, "first_name": "Ada"},
+                "chat": {"id": int(sender_id), "type": "private"},
+                "text": text,
+            },
+        }
+        headers = {"x-telegram-bot-api-secret-token": config["webhook_secret"]}
+        return InboundRequest(
+            raw_body=json.dumps(update).encode(), headers=headers, url="https://relay.test/x"
+        )
+
+    def malformed(self, request: InboundRequest) -> InboundRequest:
+        headers = {**request.headers, "x-telegram-bot-api-secret-token": "ünïcode \x00"}
+        return InboundRequest(raw_body=request.raw_body, headers=headers, url=request.url)
+
+    def provider_answer(self, request: httpx.Request, status: int) -> httpx.Response:
+        assert "/bot123456789:" in request.url.path
+        if status < 300:
+            return httpx.Response(200, json={"ok": True, "result": {"message_id": 9}})
+        return httpx.Response(status, json={"ok": False, "error_code": status, "description": "refused"})
+
+
+class TestTelegramAdapter(AdapterConformance):
+    harness = TelegramHarness()
