@@ -18,7 +18,12 @@ def context() -> AdapterContext:
 
 
 def test_the_built_in_adapters_register_through_entry_points() -> None:
-    assert AdapterRegistry.from_entry_points(context()).names() == ["loopback", "telegram", "twilio_sms", "webhook"]
+    assert AdapterRegistry.from_entry_points(context()).names() == [
+        "loopback",
+        "telegram",
+        "twilio_sms",
+        "webhook",
+    ]
 
 
 def test_a_channel_whose_adapter_is_not_installed_stops_start_up_naming_it() -> None:
