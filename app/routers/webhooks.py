@@ -4,6 +4,7 @@ before anything is written; events already seen are acknowledged without a secon
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
 from app.adapters.base import InboundRequest, SignatureError
@@ -19,6 +20,26 @@ class WebhookAccepted(BaseModel):
     duplicates: int
     echoes: int
     other_events: int
+
+
+@router.get("/webhooks/{adapter_name}/{channel_id}", response_class=PlainTextResponse)
+async def provider_subscription(
+    adapter_name: str, channel_id: str, request: Request, runtime: RuntimeDep
+) -> PlainTextResponse:
+    """A provider's check that the webhook is ours before it subscribes it (Meta's hub.challenge)."""
+    channel, _ = await runtime.config.live_channel(channel_id)
+    if channel.adapter != adapter_name:
+        raise not_found("channel", channel_id)
+    subscribe = getattr(runtime.registry.get(channel.adapter), "subscribe", None)
+    if subscribe is None:
+        raise ApiError(
+            405, "no_subscription_check", f"The {adapter_name} adapter takes webhooks by POST only."
+        )
+    try:
+        challenge = subscribe(dict(request.query_params), channel_config(channel, runtime.credential_box))
+    except SignatureError as exc:
+        raise ApiError(403, "invalid_verify_token", f"The subscription check failed: {exc}") from None
+    return PlainTextResponse(challenge)
 
 
 @router.post("/webhooks/{adapter_name}/{channel_id}", response_model=WebhookAccepted)

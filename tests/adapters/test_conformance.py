@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import time
 from collections.abc import Mapping
@@ -16,6 +18,7 @@ from app.adapters.loopback import LoopbackAdapter
 from app.adapters.telegram import TelegramAdapter
 from app.adapters.twilio_sms import TwilioSmsAdapter
 from app.adapters.webhook import WebhookAdapter, decode_secret, generate_secret, sign
+from app.adapters.whatsapp_cloud import WhatsAppCloudAdapter
 from tests.fakes.twilio import twilio_signature
 
 PLATFORM_URL = "https://platform.test/messages"
@@ -226,3 +229,66 @@ class TelegramHarness(AdapterHarness):
 
 class TestTelegramAdapter(AdapterConformance):
     harness = TelegramHarness()
+
+
+class WhatsAppHarness(AdapterHarness):
+    sender_id = "15551230001"
+    recipient_id = "15551230001"
+    expected_answers: ClassVar[dict[int, Expected]] = {**DEFAULT_ANSWERS, 401: "retry"}
+
+    def adapter(self, http: httpx.AsyncClient) -> ChannelAdapter:
+        return WhatsAppCloudAdapter(http)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "phone_number_id": "106540352242922",
+            "access_token": "EAAG-access-token",
+            "app_secret": "app-secret-1234",
+            "verify_token": "verify-me-please",
+            "api_base": "https://graph.facebook.com",
+            "api_version": "v21.0",
+            "timeout_seconds": 10.0,
+        }
+
+    def invalid_configs(self) -> list[dict[str, Any]]:
+        good = self.config()
+        return [
+            {**good, "phone_number_id": "abc"},
+            {k: v for k, v in good.items() if k != "app_secret"},
+            {**good, "template": {"name": "x", "language": "english"}},
+        ]
+
+    def _signed(self, config: Mapping[str, Any], payload: dict[str, Any]) -> InboundRequest:
+        raw = json.dumps(payload).encode()
+        digest = hmac.new(config["app_secret"].encode(), raw, hashlib.sha256).hexdigest()
+        headers = {"x-hub-signature-256": f"sha256={digest}"}
+        return InboundRequest(raw_body=raw, headers=headers, url="https://relay.test/x")
+
+    def inbound_message(
+        self, config: Mapping[str, Any], *, event_id: str, sender_id: str, text: str
+    ) -> InboundRequest:
+        message = {"from": sender_id, "id": event_id, "type": "text", "text": {"body": text}}
+        value = {"metadata": {"phone_number_id": config["phone_number_id"]}, "messages": [message]}
+        return self._signed(config, {"entry": [{"changes": [{"field": "messages", "value": value}]}]})
+
+    def malformed(self, request: InboundRequest) -> InboundRequest:
+        headers = {**request.headers, "x-hub-signature-256": "sha256=ünïcode"}
+        return InboundRequest(raw_body=request.raw_body, headers=headers, url=request.url)
+
+    def echo(
+        self, config: Mapping[str, Any], sent: OutboundMessage, provider_message_id: str
+    ) -> InboundRequest:
+        return self.inbound_message(
+            config, event_id=provider_message_id, sender_id=sent.recipient_id, text=sent.text
+        )
+
+    def provider_answer(self, request: httpx.Request, status: int) -> httpx.Response:
+        assert request.headers["authorization"] == "Bearer EAAG-access-token"
+        if status < 300:
+            return httpx.Response(200, json={"messages": [{"id": "wamid.1"}]})
+        code = {401: 190, 429: 130429}.get(status, 100 if status < 500 else 1)
+        return httpx.Response(status, json={"error": {"message": "refused", "code": code}})
+
+
+class TestWhatsAppCloudAdapter(AdapterConformance):
+    harness = WhatsAppHarness()

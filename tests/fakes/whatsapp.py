@@ -1,0 +1,100 @@
+"""A fake of Meta's WhatsApp Cloud API for tests: `/{version}/{phone_number_id}/messages` with bearer
+auth, Graph API error bodies and codes (131047 outside the 24-hour window, 130429 throughput, 190 token),
+and webhooks toward the relay signed with X-Hub-Signature-256."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+
+class FakeWhatsApp:
+    def __init__(self, phone_number_id: str, access_token: str, app_secret: str) -> None:
+        self.phone_number_id = phone_number_id
+        self.access_token = access_token
+        self.app_secret = app_secret
+        self.sent: list[dict[str, Any]] = []
+        self.refused: list[int] = []
+        self.window_open: set[str] = set()  # customers who wrote within 24 hours
+        self.throttle_next = 0
+        self.app = Starlette(
+            routes=[
+                Route("/{version}/{phone}/messages", self._messages, methods=["POST"]),
+                Route("/{version}/{phone}", self._phone, methods=["GET"]),
+            ]
+        )
+
+    def _error(self, status: int, code: int, message: str) -> JSONResponse:
+        self.refused.append(code)
+        error = {"message": message, "type": "OAuthException", "code": code, "fbtrace_id": uuid.uuid4().hex}
+        return JSONResponse({"error": error}, status_code=status)
+
+    def _authorised(self, request: Request) -> bool:
+        return request.headers.get("authorization") == f"Bearer {self.access_token}"
+
+    async def _phone(self, request: Request) -> JSONResponse:
+        if not self._authorised(request):
+            return self._error(401, 190, "Error validating access token")
+        return JSONResponse({"id": self.phone_number_id, "display_phone_number": "+1 555 000 0006"})
+
+    async def _messages(self, request: Request) -> JSONResponse:
+        if not self._authorised(request):
+            return self._error(401, 190, "Error validating access token")
+        if request.path_params["phone"] != self.phone_number_id:
+            return self._error(400, 100, "Invalid parameter")
+        body = json.loads(await request.body())
+        if body.get("messaging_product") != "whatsapp" or not body.get("to"):
+            return self._error(400, 100, "Invalid parameter")
+        if self.throttle_next:
+            self.throttle_next -= 1
+            return self._error(429, 130429, "Rate limit hit")
+        to = str(body["to"]).lstrip("+")
+        if body.get("type") != "template" and to not in self.window_open:
+            return self._error(400, 131047, "Re-engagement message")
+        wamid = f"wamid.{uuid.uuid4().hex}"
+        self.sent.append({**body, "wamid": wamid})
+        return JSONResponse(
+            {
+                "messaging_product": "whatsapp",
+                "contacts": [{"input": body["to"], "wa_id": to}],
+                "messages": [{"id": wamid}],
+            }
+        )
+
+    def signed(self, payload: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+        raw = json.dumps(payload).encode()
+        digest = hmac.new(self.app_secret.encode(), raw, hashlib.sha256).hexdigest()
+        return raw, {"content-type": "application/json", "x-hub-signature-256": f"sha256={digest}"}
+
+    def _change(self, value: dict[str, Any]) -> dict[str, Any]:
+        metadata = {"display_phone_number": "15550000006", "phone_number_id": self.phone_number_id}
+        value = {"messaging_product": "whatsapp", "metadata": metadata, **value}
+        return {
+            "object": "whatsapp_business_account",
+            "entry": [{"id": "WABA1", "changes": [{"field": "messages", "value": value}]}],
+        }
+
+    def customer_writes(self, wa_id: str, text: str, name: str = "Ada") -> tuple[bytes, dict[str, str]]:
+        self.window_open.add(wa_id)
+        message = {
+            "from": wa_id,
+            "id": f"wamid.{uuid.uuid4().hex}",
+            "timestamp": "1764000000",
+            "type": "text",
+            "text": {"body": text},
+        }
+        return self.signed(
+            self._change({"contacts": [{"profile": {"name": name}, "wa_id": wa_id}], "messages": [message]})
+        )
+
+    def status(self, wamid: str, status: str, recipient: str) -> tuple[bytes, dict[str, str]]:
+        entry = {"id": wamid, "status": status, "timestamp": "1764000001", "recipient_id": recipient}
+        return self.signed(self._change({"statuses": [entry]}))
