@@ -129,7 +129,7 @@ def _classified(result: SendResult) -> Expected:
     return "permanent" if result.permanent else "retry"
 
 
-def _sample_message(config: Mapping[str, Any], harness: AdapterHarness) -> OutboundMessage:
+def _sample_message(harness: AdapterHarness) -> OutboundMessage:
     return OutboundMessage(
         message_id="0b6f3c1e-5a7d-4c1b-9a55-3f0e2d7c9a10",
         channel_id="byoc_conformance",
@@ -258,7 +258,7 @@ class AdapterConformance:
 
     def test_an_echo_of_our_own_message_is_recognisable(self) -> None:
         adapter, config, _ = self._signed()
-        sent = _sample_message(config, self.harness)
+        sent = _sample_message(self.harness)
         echo = self.harness.echo(config, sent, "prov-42")
         if echo is None:
             pytest.skip("this provider never reports our own messages back")
@@ -284,7 +284,7 @@ class AdapterConformance:
             )
 
             async def send(adapter: ChannelAdapter) -> SendResult:
-                return await adapter.send(config, _sample_message(config, self.harness))
+                return await adapter.send(config, _sample_message(self.harness))
 
             result = self._with_adapter(send, transport)
             assert _classified(result) == expected, f"HTTP {status}: expected {expected}, got {result}"
@@ -299,7 +299,7 @@ class AdapterConformance:
             raise httpx.ConnectError("connection refused", request=request)
 
         async def send(adapter: ChannelAdapter) -> SendResult:
-            return await adapter.send(config, _sample_message(config, self.harness))
+            return await adapter.send(config, _sample_message(self.harness))
 
         result = self._with_adapter(send, httpx.MockTransport(refuse))
         assert _classified(result) == "retry"

@@ -82,6 +82,7 @@ def sms_segments(text: str) -> tuple[Literal["GSM-7", "UCS-2"], int]:
 
     GSM-7: 160 septets in one part, 153 per part when split. UCS-2 (any other character): 70 UTF-16 code
     units in one part, 67 per part when split."""
+    encoding: Literal["GSM-7", "UCS-2"]
     if all(c in GSM7_BASIC or c in GSM7_EXTENDED for c in text):
         units = sum(2 if c in GSM7_EXTENDED else 1 for c in text)
         single, split, encoding = 160, 153, "GSM-7"
@@ -89,8 +90,8 @@ def sms_segments(text: str) -> tuple[Literal["GSM-7", "UCS-2"], int]:
         units = len(text.encode("utf-16-le", "surrogatepass")) // 2
         single, split, encoding = 70, 67, "UCS-2"
     if units <= single:
-        return encoding, 1 if units else 0  # type: ignore[return-value]
-    return encoding, -(-units // split)  # type: ignore[return-value]
+        return encoding, 1 if units else 0
+    return encoding, -(-units // split)
 
 
 def signature(auth_token: str, url: str, params: list[tuple[str, str]]) -> str:
