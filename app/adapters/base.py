@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr, ValidationError
 
 
 @dataclass(frozen=True)
@@ -116,6 +116,27 @@ class CheckResult:
 
     ok: bool
     detail: str
+
+
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+
+def validated_config(model: type[ConfigT], config: Mapping[str, Any], adapter: str) -> ConfigT:
+    """A channel config checked against its model; ValueError names the bad fields, never their values."""
+    try:
+        return model.model_validate(dict(config))
+    except ValidationError as error:
+        fields = ", ".join(".".join(str(p) for p in e["loc"]) or "config" for e in error.errors())
+        raise ValueError(f"invalid {adapter} config: {fields}") from None
+
+
+def revealed(config: BaseModel) -> dict[str, Any]:
+    """A validated config as the plain dict the relay stores, secrets as plain strings (it seals them)."""
+    values = config.model_dump(exclude_none=True)
+    for name, value in vars(config).items():
+        if isinstance(value, SecretStr):
+            values[name] = value.get_secret_value()
+    return values
 
 
 class SignatureError(Exception):

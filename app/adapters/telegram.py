@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from app.adapters.base import (
     Capabilities,
@@ -35,6 +35,8 @@ from app.adapters.base import (
     OutboundMessage,
     SendResult,
     SignatureError,
+    revealed,
+    validated_config,
 )
 
 if TYPE_CHECKING:
@@ -73,11 +75,7 @@ class TelegramConfig(BaseModel):
 
 
 def load_config(config: Mapping[str, Any]) -> TelegramConfig:
-    try:
-        return TelegramConfig.model_validate(dict(config))
-    except ValidationError as error:
-        fields = ", ".join(".".join(str(p) for p in e["loc"]) or "config" for e in error.errors())
-        raise ValueError(f"invalid telegram config: {fields}") from None
+    return validated_config(TelegramConfig, config, "telegram")
 
 
 def classify(status: int, body: Any) -> SendResult:
@@ -108,11 +106,7 @@ class TelegramAdapter:
     def prepare_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
         values = dict(config)
         values.setdefault("webhook_secret", secrets.token_urlsafe(32))
-        cfg = load_config(values)
-        prepared = cfg.model_dump()
-        for name in self.secret_fields:
-            prepared[name] = getattr(cfg, name).get_secret_value()
-        return prepared
+        return revealed(load_config(values))
 
     def recipient_error(self, recipient_id: str) -> str | None:
         return None if CHAT_ID.fullmatch(recipient_id) else "a Telegram recipient is a numeric chat id"

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import parse_qsl
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from app.adapters.base import (
     Attachment,
@@ -39,6 +39,8 @@ from app.adapters.base import (
     OutboundMessage,
     SendResult,
     SignatureError,
+    revealed,
+    validated_config,
 )
 
 if TYPE_CHECKING:
@@ -119,11 +121,7 @@ class TwilioConfig(BaseModel):
 
 
 def load_config(config: Mapping[str, Any]) -> TwilioConfig:
-    try:
-        return TwilioConfig.model_validate(dict(config))
-    except ValidationError as error:
-        fields = ", ".join(".".join(str(p) for p in e["loc"]) or "config" for e in error.errors())
-        raise ValueError(f"invalid twilio_sms config: {fields}") from None
+    return validated_config(TwilioConfig, config, "twilio_sms")
 
 
 def classify(status: int, body: Any, retry_after: str | None) -> SendResult:
@@ -152,10 +150,7 @@ class TwilioSmsAdapter:
         self._public_url = public_url.rstrip("/")
 
     def prepare_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        cfg = load_config(config)
-        prepared = cfg.model_dump(exclude_none=True)
-        prepared["auth_token"] = cfg.auth_token.get_secret_value()
-        return prepared
+        return revealed(load_config(config))
 
     def recipient_error(self, recipient_id: str) -> str | None:
         return (

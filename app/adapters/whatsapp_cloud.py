@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from app.adapters.base import (
     Capabilities,
@@ -40,6 +40,8 @@ from app.adapters.base import (
     OutboundMessage,
     SendResult,
     SignatureError,
+    revealed,
+    validated_config,
 )
 
 if TYPE_CHECKING:
@@ -79,11 +81,7 @@ class WhatsAppConfig(BaseModel):
 
 
 def load_config(config: Mapping[str, Any]) -> WhatsAppConfig:
-    try:
-        return WhatsAppConfig.model_validate(dict(config))
-    except ValidationError as error:
-        fields = ", ".join(".".join(str(p) for p in e["loc"]) or "config" for e in error.errors())
-        raise ValueError(f"invalid whatsapp_cloud config: {fields}") from None
+    return validated_config(WhatsAppConfig, config, "whatsapp_cloud")
 
 
 def _error_code(body: Any) -> tuple[int | None, str | None]:
@@ -123,11 +121,7 @@ class WhatsAppCloudAdapter:
     def prepare_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
         values = dict(config)
         values.setdefault("verify_token", secrets.token_urlsafe(24))
-        cfg = load_config(values)
-        prepared = cfg.model_dump(exclude_none=True)
-        for name in self.secret_fields:
-            prepared[name] = getattr(cfg, name).get_secret_value()
-        return prepared
+        return revealed(load_config(values))
 
     def recipient_error(self, recipient_id: str) -> str | None:
         return (
