@@ -62,7 +62,7 @@ class Runtime:
 
     async def _store(self, session: AsyncSession, units: list[Unit]) -> list[Intaken]:
         """One group commit's worth of messages; their outbox rows are claimed here as they are written."""
-        claim_inline(session, self.worker.owner, self.worker.queue.lease)
+        self.claim_inline(session)
         results = await store(session, units, self.registry)
         claims = {claim.id: claim for claim in inline_claims(session)}
         for result in results:

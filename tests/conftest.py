@@ -8,7 +8,7 @@ import asyncio
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -26,7 +26,7 @@ from app.cxone.simulator import CxoneSimulator
 from app.db import create_engine, normalise_url
 from app.main import build_runtime, create_app
 from app.migrate import upgrade
-from app.models import Base
+from app.models import Base, Delivery
 from app.runtime import Runtime
 from app.services.api_keys import Role, create_api_key
 from tests.fakes.provider import FakeProvider
@@ -299,3 +299,62 @@ async def webhook_channel(
     )
     assert created.status_code == 201, created.text
     return str(created.json()["id"]), provider
+
+
+# Shared by the tests that watch the outbox at work --------------------------------------------------
+
+CUSTOMER = {"idOnExternalPlatform": "+15550100", "name": "Ada"}
+FAST_RETRIES = {
+    "worker": True,
+    "worker_poll_seconds": 0.02,
+    "retry_base_seconds": 0.05,
+    "retry_cap_seconds": 0.2,
+    "breaker_failure_threshold": 1000,
+}
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], *, within: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def live(database_url: str) -> AsyncIterator[Stack]:
+    """A stack whose background worker runs, with retries fast enough for a test."""
+    async with running_stack(make_settings(database_url, **FAST_RETRIES)) as running:
+        yield running
+
+
+@pytest.fixture
+async def live_wired(live: Stack) -> tuple[Stack, Wired, dict[str, str]]:
+    headers = {"Authorization": f"Bearer {await new_api_key(live.runtime, Role.admin)}"}
+    return live, await wire_integration(live, headers), headers
+
+
+async def reply(stack: Stack, wired: Wired, channel_id: str, text: str, **extra: Any) -> Any:
+    """An agent reply through the box, as CXone sends it."""
+    return await stack.relay.post(
+        f"/integration/box/2.0/channel/{channel_id}/outbound",
+        headers={**await box_headers(stack, wired), **extra.pop("headers", {})},
+        json={
+            "messageContent": {"type": "TEXT", "payload": {"text": text}},
+            "endUserRecipients": [extra.pop("recipient", CUSTOMER)],
+            **extra,
+        },
+    )
+
+
+async def rows(stack: Stack, model: Any, *where: Any) -> list[Any]:
+    async with stack.runtime.sessions() as session:
+        return list(await session.scalars(select(model).where(*where)))
+
+
+async def all_delivered(stack: Stack) -> bool:
+    async with stack.runtime.sessions() as session:
+        left = await session.scalar(
+            select(func.count()).select_from(Delivery).where(Delivery.status.in_(("pending", "in_flight")))
+        )
+    return left == 0

@@ -143,11 +143,11 @@ async def sender_action(
     session: SessionDep,
     runtime: RuntimeDep,
 ) -> Response:
+    channel = await runtime.config.box_channel(integration, channel_id)
     runtime.claim_inline(session)
     deliveries = await relay.show_agent_typing(
         session,
-        integration=integration,
-        channel_id=channel_id,
+        channel=channel,
         thread_external_id=thread_id,
         typing=body.senderAction.action == "isTypingOn",
         registry=runtime.registry,

@@ -10,6 +10,8 @@ from pydantic import BaseModel
 from app.adapters.base import InboundRequest, SignatureError
 from app.deps import RuntimeDep
 from app.errors import ApiError, not_found
+from app.models import Channel
+from app.runtime import Runtime
 from app.services.channels import channel_config
 
 router = APIRouter(tags=["webhooks (called by providers)"])
@@ -22,14 +24,20 @@ class WebhookAccepted(BaseModel):
     other_events: int
 
 
+async def _provider_channel(runtime: Runtime, adapter_name: str, channel_id: str) -> Channel:
+    """The live channel this URL names; a URL with another adapter's name is as unknown as a missing one."""
+    channel, _ = await runtime.config.live_channel(channel_id)
+    if channel.adapter != adapter_name:
+        raise not_found("channel", channel_id)
+    return channel
+
+
 @router.get("/webhooks/{adapter_name}/{channel_id}", response_class=PlainTextResponse)
 async def provider_subscription(
     adapter_name: str, channel_id: str, request: Request, runtime: RuntimeDep
 ) -> PlainTextResponse:
     """A provider's check that the webhook is ours before it subscribes it (Meta's hub.challenge)."""
-    channel, _ = await runtime.config.live_channel(channel_id)
-    if channel.adapter != adapter_name:
-        raise not_found("channel", channel_id)
+    channel = await _provider_channel(runtime, adapter_name, channel_id)
     subscribe = getattr(runtime.registry.get(channel.adapter), "subscribe", None)
     if subscribe is None:
         raise ApiError(
@@ -47,9 +55,7 @@ async def provider_webhook(
     adapter_name: str, channel_id: str, request: Request, runtime: RuntimeDep
 ) -> WebhookAccepted:
     raw = await request.body()
-    channel, _ = await runtime.config.live_channel(channel_id)
-    if channel.adapter != adapter_name:
-        raise not_found("channel", channel_id)
+    channel = await _provider_channel(runtime, adapter_name, channel_id)
     adapter = runtime.registry.get(channel.adapter)
     config = channel_config(channel, runtime.credential_box)
     query = f"?{request.url.query}" if request.url.query else ""

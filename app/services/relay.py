@@ -85,14 +85,6 @@ def check_recipients(adapter: ChannelAdapter, recipients: list[EndUserRecipient]
         raise outbound_validation_failed(problems)
 
 
-async def box_channel(session: AsyncSession, integration: Integration, channel_id: str) -> Channel:
-    """A live channel of this integration; another integration's channel is as unknown as a missing one."""
-    channel = await session.get(Channel, channel_id)
-    if channel is None or channel.integration_id != integration.id or channel.deleted_at is not None:
-        raise not_found("channel", channel_id)
-    return channel
-
-
 @dataclass(frozen=True)
 class CustomerEvents:
     """What one verified webhook call (or one loopback message) carried: kept together or not at all."""
@@ -499,15 +491,13 @@ async def _thread_by_external_id(session: AsyncSession, channel_id: str, externa
 async def show_agent_typing(
     session: AsyncSession,
     *,
-    integration: Integration,
-    channel_id: str,
+    channel: Channel,
     thread_external_id: str,
     typing: bool,
     registry: AdapterRegistry,
     ttl_seconds: float,
 ) -> list[int]:
     """Typing is best effort: an unknown thread is ignored rather than refused, so CXone never retries it."""
-    channel = await box_channel(session, integration, channel_id)
     thread = await _thread_by_external_id(session, channel.id, thread_external_id)
     if thread is None:
         return []

@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import update
 
 from app.main import build_runtime, create_app
 from app.models import BoxToken, Delivery, DeliveryAttempt, IdempotencyKey, Message
@@ -20,71 +19,22 @@ from app.models.base import utcnow
 from app.services import relay
 from app.services.api_keys import Role
 from tests.conftest import (
+    CUSTOMER,
+    FAST_RETRIES,
     Stack,
     Wired,
+    all_delivered,
     box_headers,
+    eventually,
     make_settings,
     new_api_key,
+    reply,
+    rows,
     running_stack,
     webhook_channel,
     wire_integration,
 )
 from tests.fakes.provider import FakeProvider
-
-CUSTOMER = {"idOnExternalPlatform": "+15550100", "name": "Ada"}
-FAST_RETRIES = {
-    "worker": True,
-    "worker_poll_seconds": 0.02,
-    "retry_base_seconds": 0.05,
-    "retry_cap_seconds": 0.2,
-    "breaker_failure_threshold": 1000,
-}
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], *, within: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail("condition not reached in time")
-        await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-async def live(database_url: str) -> AsyncIterator[Stack]:
-    """A stack whose background worker runs, with retries fast enough for a test."""
-    async with running_stack(make_settings(database_url, **FAST_RETRIES)) as running:
-        yield running
-
-
-@pytest.fixture
-async def live_wired(live: Stack) -> tuple[Stack, Wired, dict[str, str]]:
-    headers = {"Authorization": f"Bearer {await new_api_key(live.runtime, Role.admin)}"}
-    return live, await wire_integration(live, headers), headers
-
-
-async def reply(stack: Stack, wired: Wired, channel_id: str, text: str, **extra: Any) -> Any:
-    return await stack.relay.post(
-        f"/integration/box/2.0/channel/{channel_id}/outbound",
-        headers={**await box_headers(stack, wired), **extra.pop("headers", {})},
-        json={
-            "messageContent": {"type": "TEXT", "payload": {"text": text}},
-            "endUserRecipients": [extra.pop("recipient", CUSTOMER)],
-            **extra,
-        },
-    )
-
-
-async def rows(stack: Stack, model: Any, *where: Any) -> list[Any]:
-    async with stack.runtime.sessions() as session:
-        return list(await session.scalars(select(model).where(*where)))
-
-
-async def all_delivered(stack: Stack) -> bool:
-    async with stack.runtime.sessions() as session:
-        left = await session.scalar(
-            select(func.count()).select_from(Delivery).where(Delivery.status.in_(("pending", "in_flight")))
-        )
-    return left == 0
 
 
 async def test_a_reply_is_delivered_to_the_platform_once_with_its_idempotency_key(

@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 
 from app.models import Message
-from tests.conftest import Stack, Wired, webhook_channel
+from tests.conftest import Stack, Wired, reply, rows, webhook_channel
 from tests.fakes.provider import FakeProvider
-from tests.integration.test_delivery import reply, rows
 
 CUSTOMER_ID = "+15550100"
 

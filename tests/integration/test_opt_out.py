@@ -6,12 +6,10 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from app.models import Delivery, Message, Suppression
-from tests.conftest import Stack, Wired, box_headers, webhook_channel
+from tests.conftest import Stack, Wired, all_delivered, box_headers, eventually, reply, rows, webhook_channel
 from tests.fakes.provider import FakeProvider
-from tests.integration.test_delivery import all_delivered, eventually, live, live_wired, reply, rows
 
 CUSTOMER_ID = "+15550100"
-__all__ = ["live", "live_wired"]  # fixtures shared with test_delivery
 
 
 async def customer_says(

@@ -5,9 +5,8 @@ customer's message reaches CXone, and an update without the secret is refused.""
 from __future__ import annotations
 
 from app.models import Delivery, Message
-from tests.conftest import Stack, Wired
+from tests.conftest import Stack, Wired, rows
 from tests.fakes.telegram import FakeTelegram
-from tests.integration.test_delivery import rows
 
 TELEGRAM_URL = "http://api.telegram.test"
 CHAT = 777000111

@@ -7,9 +7,8 @@ from __future__ import annotations
 import pytest
 
 from app.models import Delivery, Message
-from tests.conftest import Stack, Wired
+from tests.conftest import Stack, Wired, rows
 from tests.fakes.twilio import FakeTwilio
-from tests.integration.test_delivery import rows
 
 TWILIO_URL = "http://api.twilio.test"
 SHOP_NUMBER = "+15005550006"

@@ -5,9 +5,8 @@ CXone, a customer's message reaching CXone, and forged or throttled calls handle
 from __future__ import annotations
 
 from app.models import Delivery, Message
-from tests.conftest import Stack, Wired
+from tests.conftest import Stack, Wired, rows
 from tests.fakes.whatsapp import FakeWhatsApp
-from tests.integration.test_delivery import rows
 
 GRAPH_URL = "http://graph.test"
 PHONE_ID = "106540352242922"
