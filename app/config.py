@@ -47,6 +47,19 @@ class Settings(BaseSettings):
     breaker_cooldown_seconds: float = Field(30.0, gt=0)
     typing_ttl_seconds: float = Field(15.0, gt=0)
     idempotency_key_ttl_seconds: float = Field(24 * 3600.0, gt=0)
+    max_attachment_bytes: int = Field(
+        25 * 1024 * 1024,
+        ge=1,
+        description="The largest customer file handed to CXone (base64 makes it a third larger on the wire).",
+    )
+    max_webhook_body_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="A provider's webhook call larger than this is refused with 413.",
+    )
+    file_retention_hours: float = Field(
+        7 * 24.0, gt=0, description="How long fetched files, and the links sent for them, are kept."
+    )
     crash_at: str = Field("", description="Tests only: exit the process abruptly at this named point.")
     log_level: str = "INFO"
 

@@ -18,6 +18,7 @@ from app.adapters.loopback import CustomerWrites, LoopbackAdapter
 from app.adapters.registry import AdapterContext, AdapterRegistry
 from app.config import Settings, get_settings
 from app.db import create_database, create_sessionmaker
+from app.delivery.attachments import AttachmentRelay
 from app.delivery.handlers import DeliveryHandlers
 from app.delivery.policy import RetryPolicy
 from app.delivery.queue import BreakerPolicy, DeliveryQueue
@@ -26,11 +27,12 @@ from app.errors import install_error_handlers
 from app.http import make_http_client
 from app.metrics import Metrics
 from app.models import Channel
-from app.routers import admin, box, deliveries, health, loopback, webhooks
+from app.routers import admin, box, deliveries, files, health, loopback, webhooks
 from app.runtime import Runtime
 from app.security import CredentialBox
 from app.services.config_cache import ConfigCache
 from app.services.cxone import CxoneGateway
+from app.services.files import FileLinks, file_policy
 
 log = logging.getLogger("byoc")
 
@@ -64,8 +66,15 @@ def build_runtime(
         lease=timedelta(seconds=settings.lease_seconds),
     )
     config = ConfigCache(reads, settings.config_cache_seconds)
+    file_links = FileLinks(settings.secret_key, settings.public_url or DEFAULT_PUBLIC_URL)
+    attachments = AttachmentRelay(sessions, http, file_links, file_policy(settings))
     handlers = DeliveryHandlers(
-        reads, registry=registry, gateway=gateway, credential_box=credential_box, config=config
+        reads,
+        registry=registry,
+        gateway=gateway,
+        credential_box=credential_box,
+        config=config,
+        attachments=attachments,
     )
     worker = DeliveryWorker(
         queue,
@@ -88,6 +97,7 @@ def build_runtime(
         metrics=metrics,
         http=http,
         config=config,
+        file_links=file_links,
     )
     worker.set_housekeeping(runtime.housekeeping)
     for name in registry.names():
@@ -158,6 +168,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(admin.router)
     app.include_router(deliveries.router)
     app.include_router(webhooks.router)
+    app.include_router(files.router)
     app.include_router(loopback.router)
     if settings.simulator:
         from app.cxone.simulator import CxoneSimulator

@@ -22,6 +22,8 @@ from app.models import Channel, Message
 from app.security import CredentialBox
 from app.services.config_cache import ConfigCache
 from app.services.cxone import CxoneGateway
+from app.services.files import FileLinks, FilePolicy, file_policy
+from app.services.files import prune as prune_files
 from app.services.idempotency import prune as prune_idempotency_keys
 from app.services.integrations import prune_box_tokens
 from app.services.relay import (
@@ -55,15 +57,18 @@ class Runtime:
     metrics: Metrics
     http: httpx.AsyncClient
     config: ConfigCache
+    file_links: FileLinks
     intake: GroupCommit[Unit, Intaken] = field(init=False)
+    files: FilePolicy = field(init=False)
 
     def __post_init__(self) -> None:
         self.intake = GroupCommit(self.sessions, self._store)
+        self.files = file_policy(self.settings)
 
     async def _store(self, session: AsyncSession, units: list[Unit]) -> list[Intaken]:
         """One group commit's worth of messages; their outbox rows are claimed here as they are written."""
         self.claim_inline(session)
-        results = await store(session, units, self.registry)
+        results = await store(session, units, self.registry, self.files)
         claims = {claim.id: claim for claim in inline_claims(session)}
         for result in results:
             for delivery_id, message, thread in stored_messages(result):
@@ -126,12 +131,14 @@ class Runtime:
         return await self.worker.deliver_inline(delivery_ids, budget, claimed=claimed)
 
     async def housekeeping(self) -> None:
-        """Forget what is no longer needed: idempotency keys past their retention, expired CXone tokens."""
+        """Forget what is no longer needed: idempotency keys and files past their retention, expired
+        CXone tokens."""
         async with session_scope(self.sessions) as session:
             await prune_idempotency_keys(
                 session, older_than_seconds=self.settings.idempotency_key_ttl_seconds
             )
             await prune_box_tokens(session)
+            await prune_files(session)
 
     async def drain(self) -> None:
         """Wait for inline deliveries and scripted customer answers still under way."""

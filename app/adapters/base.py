@@ -3,16 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
+import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
 
 @dataclass(frozen=True)
 class Attachment:
+    """A file on a message. Inbound, `url` is where the provider keeps it (or the adapter's own reference,
+    which its `media_request` turns into a fetch), `size` is the provider's declared size, and `content`
+    holds the bytes when they came inside the webhook itself (e-mail). Outbound, `url` is a link the relay
+    hosts, for adapters that pass files by link."""
+
     url: str
     friendly_name: str | None = None
+    mime_type: str | None = None
+    size: int | None = None
+    content: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class OutboundFile:
+    """A file fetched by the relay from CXone, for an adapter that uploads files (`uploads_files`)."""
+
+    name: str
+    mime_type: str
+    content: bytes = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -27,7 +45,12 @@ class OutboundMessage:
     recipient_name: str | None
     text: str
     attachments: tuple[Attachment, ...] = ()
+    """Links to the agent's files, hosted by the relay, for adapters that do not upload files."""
+    files: tuple[OutboundFile, ...] = ()
+    """The agent's files themselves, for adapters that upload them (`Capabilities.uploads_files`)."""
     reply_to_provider_message_id: str | None = None
+    reply_to_title: str | None = None
+    """The title (e-mail subject) of the customer message this answers, where it had one."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +67,7 @@ class InboundMessage:
     event_id: str | None = None
     attachments: tuple[Attachment, ...] = ()
     is_echo: bool = False
+    title: str | None = None  # an e-mail's subject, shown to the agent as the message title
 
 
 @dataclass(frozen=True)
@@ -100,14 +124,17 @@ class Capabilities:
     """What a channel can carry, so the relay (and CXone's admins) know what to expect of it."""
 
     text: bool = True
-    attachments: bool = False  # sent as files; False means they go as links in the text
-    max_attachment_bytes: int | None = None
+    attachments: bool = False  # files reach the customer as files; False means as links in the message
+    uploads_files: bool = False  # the adapter is given the bytes (`OutboundMessage.files`), not links
+    max_attachment_bytes: int | None = None  # the provider's limit for one file we send
     rich_content: bool = False  # buttons, cards...; a text fallback is always sent where it is not
     delivery_receipts: bool = False
     read_receipts: bool = False
     typing: bool = False
     max_text_length: int | None = None
     template_outside_session: bool = False  # e.g. WhatsApp's 24-hour window
+    cites_latest_message: bool = False  # a reply names the customer's latest message when the agent did
+    # not pick one, so that the customer's client threads it (e-mail's In-Reply-To)
 
 
 @dataclass(frozen=True)
@@ -185,3 +212,21 @@ class ChannelAdapter(Protocol):
     def parse(self, request: InboundRequest, config: Mapping[str, Any]) -> list[InboundEvent]:
         """The events in a verified request. Raise ValueError for a body that cannot be understood."""
         ...
+
+
+class FetchesMedia(Protocol):
+    """Optional: an adapter whose inbound files need credentials or a look-up to fetch (a media id, a
+    file id). Without it the relay fetches `Attachment.url` with a plain GET."""
+
+    async def media_request(self, config: Mapping[str, Any], attachment: Attachment) -> httpx.Request:
+        """The request that downloads this file. Raise `MediaUnavailable` when the provider refuses it."""
+        ...
+
+
+class MediaUnavailable(Exception):
+    """The provider cannot give us this file. `permanent`: it never will (gone, refused)."""
+
+    def __init__(self, reason: str, *, permanent: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent

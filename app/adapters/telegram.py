@@ -1,13 +1,15 @@
 """`telegram`: a Telegram bot through the Bot API.
 
 Out: `POST {api_base}/bot<token>/sendMessage` (`chat_id`, `text`), `sendDocument` for each attachment (the
-file's URL, which Telegram fetches itself), `sendChatAction` for typing. Answers are
-`{"ok": true, "result": {"message_id": ...}}` or `{"ok": false, "error_code": 403, "description": ...}`,
-with `parameters.retry_after` on 429.
+file itself, uploaded as multipart/form-data; bots may upload up to 50 MB), `sendChatAction` for
+typing. Answers are `{"ok": true, "result": {"message_id": ...}}` or `{"ok": false, "error_code": 403,
+"description": ...}`, with `parameters.retry_after` on 429.
 
 In: when the channel is created the relay calls `setWebhook` with our URL and a generated `secret_token`;
 Telegram then sends that token in `X-Telegram-Bot-Api-Secret-Token` with every update, and the relay
-refuses any update without it. The end user's id is the chat id.
+refuses any update without it. The end user's id is the chat id. A customer's document, photo, audio,
+video or voice note is fetched with `getFile` and then `GET {api_base}/file/bot<token>/<file_path>`
+(Telegram hands bots files up to 20 MB).
 
 Channel config: `bot_token` (secret), `webhook_secret` (secret, generated when absent), optional
 `api_base` (default https://api.telegram.org), optional `timeout_seconds`.
@@ -27,11 +29,14 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from app.adapters.base import (
+    Attachment,
     Capabilities,
     CheckResult,
     InboundEvent,
     InboundMessage,
     InboundRequest,
+    MediaUnavailable,
+    OutboundFile,
     OutboundMessage,
     SendResult,
     SignatureError,
@@ -48,6 +53,7 @@ BOT_TOKEN = re.compile(r"^[0-9]{3,20}:[A-Za-z0-9_-]{20,}$")
 WEBHOOK_SECRET = re.compile(r"^[A-Za-z0-9_-]{16,256}$")
 CHAT_ID = re.compile(r"^-?[0-9]{1,20}$")
 MAX_TEXT = 4096
+MEDIA_KINDS = ("document", "audio", "video", "voice", "animation")
 SECRET_HEADER = "x-telegram-bot-api-secret-token"
 
 
@@ -95,7 +101,11 @@ def classify(status: int, body: Any) -> SendResult:
 class TelegramAdapter:
     name = "telegram"
     capabilities = Capabilities(
-        attachments=True, max_attachment_bytes=20 * 1024 * 1024, typing=True, max_text_length=MAX_TEXT
+        attachments=True,
+        uploads_files=True,
+        max_attachment_bytes=50 * 1024 * 1024,
+        typing=True,
+        max_text_length=MAX_TEXT,
     )
     config_model: ClassVar[type[BaseModel]] = TelegramConfig
     secret_fields: tuple[str, ...] = ("bot_token", "webhook_secret")
@@ -115,9 +125,20 @@ class TelegramAdapter:
         token = str(config.get("bot_token", ""))
         return f"telegram:{token.split(':', 1)[0]}"  # the bot's id, never its secret part
 
-    async def _call(self, cfg: TelegramConfig, method: str, payload: dict[str, Any]) -> tuple[int, Any]:
+    async def _call(
+        self, cfg: TelegramConfig, method: str, payload: dict[str, Any], file: OutboundFile | None = None
+    ) -> tuple[int, Any]:
+        """One Bot API method: a JSON body, or multipart/form-data when a file goes with it."""
         url = f"{cfg.api_base}/bot{cfg.bot_token.get_secret_value()}/{method}"
-        answer = await self._http.post(url, json=payload, timeout=cfg.timeout_seconds, follow_redirects=False)
+        if file is None:
+            answer = await self._http.post(url, json=payload, timeout=cfg.timeout_seconds)
+        else:
+            answer = await self._http.post(
+                url,
+                data={key: str(value) for key, value in payload.items()},
+                files={"document": (file.name, file.content, file.mime_type)},
+                timeout=cfg.timeout_seconds,
+            )
         try:
             return answer.status_code, answer.json()
         except ValueError:
@@ -153,7 +174,7 @@ class TelegramAdapter:
             return SendResult(error=str(error), permanent=True)
         if len(message.text) > MAX_TEXT:
             return SendResult(error=f"Telegram text is longer than {MAX_TEXT} characters", permanent=True)
-        calls: list[tuple[str, dict[str, Any]]] = []
+        calls: list[tuple[str, dict[str, Any], OutboundFile | None]] = []
         if message.text:
             text: dict[str, Any] = {"chat_id": message.recipient_id, "text": message.text}
             replied = (message.reply_to_provider_message_id or "").rpartition(":")[2]
@@ -162,16 +183,12 @@ class TelegramAdapter:
                     "message_id": int(replied),
                     "allow_sending_without_reply": True,
                 }
-            calls.append(("sendMessage", text))
-        for attachment in message.attachments:
-            document = {"chat_id": message.recipient_id, "document": attachment.url}
-            if attachment.friendly_name:
-                document["caption"] = attachment.friendly_name
-            calls.append(("sendDocument", document))
+            calls.append(("sendMessage", text, None))
+        calls.extend(("sendDocument", {"chat_id": message.recipient_id}, f) for f in message.files)
         first_id: str | None = None
-        for method, payload in calls:
+        for method, payload, upload in calls:
             try:
-                status, body = await self._call(cfg, method, payload)
+                status, body = await self._call(cfg, method, payload, upload)
             except httpx.TimeoutException as error:
                 return SendResult(error=f"timeout: {type(error).__name__}")
             except httpx.HTTPError as error:
@@ -193,6 +210,22 @@ class TelegramAdapter:
             )
         except (ValueError, httpx.HTTPError) as error:
             log.debug("typing indicator not sent: %s", type(error).__name__)
+
+    async def media_request(self, config: Mapping[str, Any], attachment: Attachment) -> httpx.Request:
+        """`getFile` names where Telegram keeps the file for the next hour; that path is then downloaded."""
+        cfg = load_config(config)
+        try:
+            status, body = await self._call(cfg, "getFile", {"file_id": attachment.url})
+        except httpx.HTTPError as error:
+            raise MediaUnavailable(
+                f"cannot reach Telegram: {type(error).__name__}", permanent=False
+            ) from None
+        result = body.get("result") if isinstance(body, dict) and body.get("ok") else None
+        if status != 200 or not isinstance(result, dict) or not isinstance(result.get("file_path"), str):
+            reason = classify(status, body)
+            raise MediaUnavailable(f"Telegram getFile: {reason.error}", permanent=reason.permanent)
+        token = cfg.bot_token.get_secret_value()
+        return self._http.build_request("GET", f"{cfg.api_base}/file/bot{token}/{result['file_path']}")
 
     def verify(self, request: InboundRequest, config: Mapping[str, Any]) -> None:
         given = request.headers.get(SECRET_HEADER)
@@ -232,9 +265,36 @@ class TelegramAdapter:
                 sender_name=name,
                 text=text,
                 event_id=f"{chat['id']}:{message['message_id']}",
+                attachments=_files_of(message),
                 is_echo=isinstance(sender, dict) and sender.get("is_bot") is True,
             )
         ]
+
+
+def _files_of(message: dict[str, Any]) -> tuple[Attachment, ...]:
+    """A message's file, by its `file_id` (fetched later through `media_request`); of a photo's sizes,
+    the largest, which Telegram lists last."""
+    found: list[Attachment] = []
+    photos = message.get("photo")
+    if isinstance(photos, list) and photos and isinstance(photos[-1], dict):
+        found.append(_file(photos[-1], "photo.jpg", "image/jpeg"))
+    for kind in MEDIA_KINDS:
+        media = message.get(kind)
+        if isinstance(media, dict):
+            found.append(_file(media, media.get("file_name"), media.get("mime_type")))
+    return tuple(found)
+
+
+def _file(media: dict[str, Any], name: Any, mime_type: Any) -> Attachment:
+    if not isinstance(media.get("file_id"), str):
+        raise ValueError("message: a file without a file_id")
+    size = media.get("file_size")
+    return Attachment(
+        url=media["file_id"],
+        friendly_name=name if isinstance(name, str) else None,
+        mime_type=mime_type if isinstance(mime_type, str) else None,
+        size=size if isinstance(size, int) else None,
+    )
 
 
 def create_adapter(context: AdapterContext) -> TelegramAdapter:

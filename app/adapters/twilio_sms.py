@@ -168,6 +168,16 @@ class TwilioSmsAdapter:
     def _auth(self, cfg: TwilioConfig) -> httpx.BasicAuth:
         return httpx.BasicAuth(cfg.account_sid, cfg.auth_token.get_secret_value())
 
+    async def media_request(self, config: Mapping[str, Any], attachment: Attachment) -> httpx.Request:
+        """Twilio serves MMS media under the account, with Basic auth when the account enforces it; the
+        credentials go to Twilio's own host only (the download then redirects to its CDN without them)."""
+        cfg = load_config(config)
+        headers = {}
+        if httpx.URL(attachment.url).host == httpx.URL(cfg.api_base).host:
+            pair = f"{cfg.account_sid}:{cfg.auth_token.get_secret_value()}".encode()
+            headers["authorization"] = "Basic " + base64.b64encode(pair).decode()
+        return self._http.build_request("GET", attachment.url, headers=headers)
+
     async def check(self, config: Mapping[str, Any]) -> CheckResult:
         try:
             cfg = load_config(config)
@@ -266,7 +276,7 @@ class TwilioSmsAdapter:
         except ValueError:
             raise ValueError("NumMedia: not a number") from None
         media = tuple(
-            Attachment(url=params[f"MediaUrl{i}"])
+            Attachment(url=params[f"MediaUrl{i}"], mime_type=params.get(f"MediaContentType{i}"))
             for i in range(min(media_count, 10))
             if params.get(f"MediaUrl{i}")
         )

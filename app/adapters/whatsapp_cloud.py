@@ -1,15 +1,17 @@
 """`whatsapp_cloud`: WhatsApp through Meta's Cloud API.
 
 Out: `POST {api_base}/{api_version}/{phone_number_id}/messages` with `Authorization: Bearer <access
-token>` and `{"messaging_product": "whatsapp", "to": ..., "type": "text", ...}`; attachments go as
-`document` messages by link. Outside the 24-hour customer service window the Cloud API refuses free text
-with error 131047; the adapter then sends the channel's approved template instead, with the agent's text
-as its one body parameter, when one is configured.
+token>` and `{"messaging_product": "whatsapp", "to": ..., "type": "text", ...}`. A file is first uploaded
+(`POST .../{phone_number_id}/media`, multipart/form-data) and then sent by its media id, as an `image`,
+`video`, `audio` or `document` message by its type. Outside the 24-hour customer service window the
+Cloud API refuses free text with error 131047; the adapter then sends the channel's approved template
+instead, with the agent's text as its one body parameter, when one is configured.
 
 In: Meta first checks the webhook with `GET ?hub.mode=subscribe&hub.verify_token=...&hub.challenge=...`,
 answered with the challenge when the token matches. Every POST carries `X-Hub-Signature-256:
 sha256=<hex HMAC-SHA256 of the raw body, keyed with the app secret>`. Messages and statuses (`sent`,
-`delivered`, `read`, `failed`) arrive in `entry[].changes[].value`.
+`delivered`, `read`, `failed`) arrive in `entry[].changes[].value`. A customer's file arrives as a media
+id: `GET .../{media-id}` names a download URL, valid for five minutes, fetched with the same bearer token.
 
 Channel config: `phone_number_id`, `access_token` (secret), `app_secret` (secret), `verify_token`
 (secret, generated when absent), optional `template` (`{"name": ..., "language": "en_US"}`),
@@ -31,12 +33,15 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from app.adapters.base import (
+    Attachment,
     Capabilities,
     CheckResult,
     DeliveryReceipt,
     InboundEvent,
     InboundMessage,
     InboundRequest,
+    MediaUnavailable,
+    OutboundFile,
     OutboundMessage,
     SendResult,
     SignatureError,
@@ -51,6 +56,7 @@ log = logging.getLogger("byoc.adapters.whatsapp_cloud")
 
 WA_ID = re.compile(r"^\+?[1-9][0-9]{6,14}$")
 MAX_TEXT = 4096
+MEDIA_KINDS = ("image", "document", "audio", "video", "sticker")
 WINDOW_CLOSED = 131047
 RETRYABLE_CODES = {4, 80007, 130429, 131000, 131016, 131048, 131056, 133004}
 CREDENTIAL_CODES = {190, 10, 200}
@@ -106,6 +112,7 @@ class WhatsAppCloudAdapter:
     name = "whatsapp_cloud"
     capabilities = Capabilities(
         attachments=True,
+        uploads_files=True,
         max_attachment_bytes=100 * 1024 * 1024,
         delivery_receipts=True,
         read_receipts=True,
@@ -135,9 +142,8 @@ class WhatsAppCloudAdapter:
 
     async def _post(self, cfg: WhatsAppConfig, payload: dict[str, Any]) -> tuple[int, Any]:
         url = f"{cfg.api_base}/{cfg.api_version}/{cfg.phone_number_id}/messages"
-        headers = {"authorization": f"Bearer {cfg.access_token.get_secret_value()}"}
         answer = await self._http.post(
-            url, json=payload, headers=headers, timeout=cfg.timeout_seconds, follow_redirects=False
+            url, json=payload, headers=self._bearer(cfg), timeout=cfg.timeout_seconds
         )
         try:
             return answer.status_code, answer.json()
@@ -149,7 +155,7 @@ class WhatsAppCloudAdapter:
             cfg = load_config(config)
             answer = await self._http.get(
                 f"{cfg.api_base}/{cfg.api_version}/{cfg.phone_number_id}",
-                headers={"authorization": f"Bearer {cfg.access_token.get_secret_value()}"},
+                headers=self._bearer(cfg),
                 timeout=cfg.timeout_seconds,
             )
         except ValueError as error:
@@ -160,18 +166,48 @@ class WhatsAppCloudAdapter:
             return CheckResult(ok=True, detail="the Cloud API knows this phone number id and token")
         return CheckResult(ok=False, detail=classify(answer.status_code, None).error or "refused")
 
-    def _payloads(self, message: OutboundMessage) -> list[dict[str, Any]]:
-        base = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": message.recipient_id}
-        payloads = []
-        if message.text:
-            text = {**base, "type": "text", "text": {"body": message.text, "preview_url": False}}
-            if message.reply_to_provider_message_id:
-                text["context"] = {"message_id": message.reply_to_provider_message_id}
-            payloads.append(text)
-        for attachment in message.attachments:
-            document = {"link": attachment.url, "filename": attachment.friendly_name or "attachment"}
-            payloads.append({**base, "type": "document", "document": document})
-        return payloads
+    def _bearer(self, cfg: WhatsAppConfig) -> dict[str, str]:
+        return {"authorization": f"Bearer {cfg.access_token.get_secret_value()}"}
+
+    async def _upload(self, cfg: WhatsAppConfig, file: OutboundFile) -> tuple[int, Any]:
+        answer = await self._http.post(
+            f"{cfg.api_base}/{cfg.api_version}/{cfg.phone_number_id}/media",
+            data={"messaging_product": "whatsapp", "type": file.mime_type},
+            files={"file": (file.name, file.content, file.mime_type)},
+            headers=self._bearer(cfg),
+            timeout=cfg.timeout_seconds,
+        )
+        try:
+            return answer.status_code, answer.json()
+        except ValueError:
+            return answer.status_code, None
+
+    def _text(self, message: OutboundMessage) -> dict[str, Any]:
+        text = {**_to(message), "type": "text", "text": {"body": message.text, "preview_url": False}}
+        if message.reply_to_provider_message_id:
+            text["context"] = {"message_id": message.reply_to_provider_message_id}
+        return text
+
+    async def media_request(self, config: Mapping[str, Any], attachment: Attachment) -> httpx.Request:
+        """The media id names a short-lived download URL, which takes the same bearer token."""
+        cfg = load_config(config)
+        try:
+            answer = await self._http.get(
+                f"{cfg.api_base}/{cfg.api_version}/{attachment.url}",
+                headers=self._bearer(cfg),
+                timeout=cfg.timeout_seconds,
+            )
+            body = answer.json()
+        except httpx.HTTPError as error:
+            raise MediaUnavailable(
+                f"cannot reach the Cloud API: {type(error).__name__}", permanent=False
+            ) from None
+        except ValueError:
+            body = None
+        if answer.status_code != 200 or not isinstance(body, dict) or not isinstance(body.get("url"), str):
+            reason = classify(answer.status_code, body)
+            raise MediaUnavailable(f"WhatsApp media: {reason.error}", permanent=reason.permanent)
+        return self._http.build_request("GET", body["url"], headers=self._bearer(cfg))
 
     def _template(self, cfg: WhatsAppConfig, message: OutboundMessage) -> dict[str, Any] | None:
         if cfg.template is None:
@@ -195,8 +231,15 @@ class WhatsAppCloudAdapter:
         if len(message.text) > MAX_TEXT:
             return SendResult(error=f"WhatsApp text is longer than {MAX_TEXT} characters", permanent=True)
         first_id: str | None = None
-        for payload in self._payloads(message):
+        for item in ([message.text] if message.text else []) + list(message.files):
             try:
+                if isinstance(item, str):
+                    payload = self._text(message)
+                else:
+                    status, body = await self._upload(cfg, item)
+                    if status != 200 or not isinstance(body, dict) or "id" not in body:
+                        return classify(status, body)
+                    payload = _media_message(message, item, str(body["id"]))
                 status, body = await self._post(cfg, payload)
                 if _error_code(body)[0] == WINDOW_CLOSED and (template := self._template(cfg, message)):
                     status, body = await self._post(cfg, template)  # the 24-hour window is closed
@@ -257,15 +300,23 @@ class WhatsAppCloudAdapter:
         for message in value.get("messages", []):
             kind = message.get("type")
             text = message.get("text", {}).get("body", "") if kind == "text" else ""
-            media = message.get(kind) if kind in ("image", "document", "audio", "video", "sticker") else None
-            if isinstance(media, dict):  # the relay does not fetch media yet: the agent sees what came
-                described = f"[{kind} {media.get('filename') or media.get('id', '')}]".replace(" ]", "]")
-                text = " ".join(part for part in (media.get("caption", ""), described) if part)
+            media = message.get(kind) if kind in MEDIA_KINDS else None
+            files: tuple[Attachment, ...] = ()
+            if isinstance(media, dict):
+                text = str(media.get("caption") or "")
+                files = (
+                    Attachment(
+                        url=str(media["id"]),
+                        friendly_name=media.get("filename"),
+                        mime_type=media.get("mime_type"),
+                    ),
+                )
             events.append(
                 InboundMessage(
                     sender_id=str(message["from"]),
                     sender_name=names.get(message["from"]),
                     text=text,
+                    attachments=files,
                     event_id=str(message["id"]),
                     is_echo=value.get("metadata", {}).get("phone_number_id") == ours
                     and message["from"] == ours,
@@ -285,6 +336,18 @@ class WhatsAppCloudAdapter:
                 )
             )
         return events
+
+
+def _to(message: OutboundMessage) -> dict[str, Any]:
+    return {"messaging_product": "whatsapp", "recipient_type": "individual", "to": message.recipient_id}
+
+
+def _media_message(message: OutboundMessage, file: OutboundFile, media_id: str) -> dict[str, Any]:
+    """An uploaded file, sent as the kind of message its type calls for (a document keeps its name)."""
+    kind = file.mime_type.split("/")[0]
+    if kind in ("image", "video", "audio"):
+        return {**_to(message), "type": kind, kind: {"id": media_id}}
+    return {**_to(message), "type": "document", "document": {"id": media_id, "filename": file.name}}
 
 
 def create_adapter(context: AdapterContext) -> WhatsAppCloudAdapter:

@@ -1091,6 +1091,17 @@ class CxoneSimulator:
             }
         )
 
+    def host_file(self, content: bytes, mime_type: str) -> str:
+        """A file an agent attaches: CXone hands the middleware a short-lived link to it."""
+        attachment_id = str(uuid.uuid4())
+        self.attachments[attachment_id] = (content, mime_type, self._clock() + _ATTACHMENT_LIFETIME)
+        return f"{self.public_url}/_sim/attachments/{attachment_id}"
+
+    def attachment_at(self, url: str) -> tuple[bytes, str] | None:
+        """The file behind one of this simulator's attachment links, as the agent would open it."""
+        found = self.attachments.get(unquote(url.rsplit("/", 1)[-1]))
+        return None if found is None else (found[0], found[1])
+
     # ----------------------------------------------------------------- one-time tokens
 
     def issue_one_time_token(self, *, brand_id: int, user_id: int) -> str:

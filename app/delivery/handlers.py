@@ -8,11 +8,11 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.adapters.base import Attachment, OutboundMessage
+from app.adapters.base import MediaUnavailable, OutboundMessage
 from app.adapters.registry import AdapterRegistry
-from app.cxone.client import Attachment as CxoneAttachment
 from app.cxone.client import EndUserIdentity, MessageContent, MessageThread, NewMessage
 from app.cxone.errors import DfoAuthError, DfoError, DfoNotFound, DfoRateLimited, is_retryable
+from app.delivery.attachments import AttachmentRelay
 from app.delivery.kinds import (
     CREATE_IN_CXONE,
     SEND_TO_PROVIDER,
@@ -28,6 +28,7 @@ from app.security import CredentialBox
 from app.services.channels import channel_config
 from app.services.config_cache import ConfigCache
 from app.services.cxone import CxoneGateway
+from app.services.files import FileTooLarge
 
 MESSAGES = cast(Table, Message.__table__)
 THREADS = cast(Table, Thread.__table__)
@@ -59,8 +60,10 @@ class DeliveryHandlers:
         gateway: CxoneGateway,
         credential_box: CredentialBox,
         config: ConfigCache,
+        attachments: AttachmentRelay,
     ) -> None:
         self._sessions = sessions
+        self._attachments = attachments
         self._config = config
         self._registry = registry
         self._gateway = gateway
@@ -141,7 +144,17 @@ class DeliveryHandlers:
 
     async def _send_to_provider(self, channel: Channel, message: Message, thread: Thread) -> Outcome:
         adapter = self._registry.get(channel.adapter)
-        reply_to = await self._provider_id_of(message)
+        try:
+            links, files = await self._attachments.for_provider(adapter, message)
+        except FileTooLarge as error:
+            return Outcome("dead", error=f"Attachment refused: {error}.", error_class="attachment_too_large")
+        except MediaUnavailable as error:
+            return Outcome(
+                "dead" if error.permanent else "retry",
+                error=f"Attachment: {error.reason}.",
+                error_class="attachment_unavailable",
+            )
+        reply_to, reply_title = await self._answered(message, adapter.capabilities.cites_latest_message)
         result = await adapter.send(
             channel_config(channel, self._box),
             OutboundMessage(
@@ -151,10 +164,10 @@ class DeliveryHandlers:
                 recipient_id=message.end_user_id,
                 recipient_name=thread.end_user_name if thread.end_user_id == message.end_user_id else None,
                 text=message.text,
-                attachments=tuple(
-                    Attachment(url=a["url"], friendly_name=a.get("friendlyName")) for a in message.attachments
-                ),
+                attachments=links,
+                files=files,
                 reply_to_provider_message_id=reply_to,
+                reply_to_title=reply_title,
             ),
         )
         if result.ok:
@@ -172,38 +185,55 @@ class DeliveryHandlers:
             error_class="transport" if result.status_code is None else f"http_{result.status_code}",
         )
 
-    async def _provider_id_of(self, message: Message) -> str | None:
-        """The provider's id of the message a reply answers, which CXone names by our id or its own."""
+    async def _answered(self, message: Message, or_latest: bool) -> tuple[str | None, str | None]:
+        """The provider's id and the title of the customer message a reply answers: the one CXone names
+        (by our id or its own), else, for adapters that cite one, the customer's latest in the thread."""
         reference = message.reply_to_external_id
-        if reference is None:
-            return None
-        query = select(Message.provider_message_id).where(
-            Message.channel_id == message.channel_id,
-            or_(Message.id == reference, Message.cxone_message_id == reference),
+        query = select(Message.provider_message_id, Message.title).where(
+            Message.channel_id == message.channel_id
         )
+        if reference is not None:
+            query = query.where(or_(Message.id == reference, Message.cxone_message_id == reference))
+        elif or_latest:
+            query = query.where(
+                Message.thread_id == message.thread_id, Message.direction == "inbound"
+            ).order_by(Message.created_at.desc())
+        else:
+            return None, None
         async with self._sessions() as session:
-            return await session.scalar(query.limit(1))
+            found = (await session.execute(query.limit(1))).first()
+        return (found[0], found[1]) if found is not None else (None, None)
 
     async def _create_in_cxone(
         self, integration: Integration, channel: Channel, message: Message, thread: Thread
     ) -> Outcome:
+        cxone = self._gateway.client_for(integration)
+        adapter = self._registry.get(channel.adapter)
+        try:
+            files = await self._attachments.for_cxone(
+                cxone, adapter, channel_config(channel, self._box), message
+            )
+        except MediaUnavailable as error:
+            return Outcome(
+                "retry", error=f"Attachment: {error.reason}.", error_class="attachment_unavailable"
+            )
+        except DfoError as exc:
+            return _cxone_failure(exc)
+        text = "\n".join(part for part in (message.text, *files.notes) if part)
         body = NewMessage(
             id_on_external_platform=message.id,
             direction="inbound",
             created_at_with_milliseconds=message.created_at,
             thread=MessageThread(id_on_external_platform=thread.external_id),
-            message_content=MessageContent.of_text(message.text),
+            title=message.title,
+            message_content=MessageContent.of_text(text),
             author_end_user_identity=EndUserIdentity(
                 id_on_external_platform=message.end_user_id, nickname=thread.end_user_name
             ),
-            attachments=[
-                CxoneAttachment(friendly_name=a.get("friendlyName") or "attachment", url=a["url"])
-                for a in message.attachments
-            ]
-            or None,
+            attachments=files.attachments or None,
         )
         try:
-            created = await self._gateway.client_for(integration).create_message(channel.id, body)
+            created = await cxone.create_message(channel.id, body)
         except DfoError as exc:
             return _cxone_failure(exc)
 

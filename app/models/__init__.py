@@ -3,6 +3,7 @@
 from app.models.base import Base
 from app.models.channels import Channel, Thread
 from app.models.delivery import Delivery, DeliveryAttempt, Destination, IdempotencyKey
+from app.models.files import StoredFile
 from app.models.integrations import BoxToken, Integration
 from app.models.messages import InboundEvent, Message
 from app.models.security import ApiKey
@@ -20,6 +21,7 @@ __all__ = [
     "InboundEvent",
     "Integration",
     "Message",
+    "StoredFile",
     "Suppression",
     "Thread",
 ]

@@ -25,6 +25,7 @@ class Message(Base):
     thread_id: Mapped[str] = mapped_column(ForeignKey("threads.id"), index=True)
     direction: Mapped[str] = mapped_column(String(10))
     text: Mapped[str] = mapped_column(Text, default="")
+    title: Mapped[str | None] = mapped_column(String(500), default=None)  # an e-mail's subject
     attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     end_user_id: Mapped[str] = mapped_column(String(200))
     reply_to_external_id: Mapped[str | None] = mapped_column(String(200), default=None)

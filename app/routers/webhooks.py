@@ -54,7 +54,7 @@ async def provider_subscription(
 async def provider_webhook(
     adapter_name: str, channel_id: str, request: Request, runtime: RuntimeDep
 ) -> WebhookAccepted:
-    raw = await request.body()
+    raw = await _capped_body(request, runtime.settings.max_webhook_body_bytes)
     channel = await _provider_channel(runtime, adapter_name, channel_id)
     adapter = runtime.registry.get(channel.adapter)
     config = channel_config(channel, runtime.credential_box)
@@ -80,3 +80,21 @@ async def provider_webhook(
         echoes=stored.echoes,
         other_events=len(events) - len(stored.accepted) - stored.echoes,
     )
+
+
+async def _capped_body(request: Request, limit: int) -> bytes:
+    """The raw body, read no further than `limit` bytes: a larger call is refused before it fills memory."""
+    announced = request.headers.get("content-length", "")
+    too_large = ApiError(
+        413, "payload_too_large", f"The webhook body is over {limit} bytes (BYOC_MAX_WEBHOOK_BODY_BYTES)."
+    )
+    if announced.isdigit() and int(announced) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)

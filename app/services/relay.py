@@ -22,6 +22,7 @@ from app.models import Channel, Integration, Message, Suppression, Thread
 from app.models import InboundEvent as SeenEvent
 from app.models.base import new_uuid, utcnow
 from app.schemas.box import EndUserRecipient, LegacyReplyRequest, OutboundRequest
+from app.services.files import FilePolicy, inbound_entry
 from app.services.opt_out import Choice, keyword_choice
 
 
@@ -115,14 +116,16 @@ Refused = ApiError | RawJSONError
 Stored = StoredEvents | AcceptedReply | Refused
 
 
-async def store(session: AsyncSession, units: list[Unit], registry: AdapterRegistry) -> list[Stored]:
+async def store(
+    session: AsyncSession, units: list[Unit], registry: AdapterRegistry, files: FilePolicy
+) -> list[Stored]:
     """Store many requests' messages in the caller's transaction with a handful of statements.
 
     A unit refused for its own content gets its error in its place and writes nothing; the others go on.
     A concurrent twin (the same provider event or CXone request stored by another transaction at this
     moment) fails the flush with a unique violation: the caller retries, and the twin is then found."""
     refusals = {index: error for index, unit in enumerate(units) if (error := _refusal(unit, registry))}
-    batch = _Batch(session, registry)
+    batch = _Batch(session, registry, files)
     await batch.load(unit for index, unit in enumerate(units) if index not in refusals)
     results: list[Stored] = []
     receipts: dict[int, list[DeliveryReceipt]] = {}
@@ -193,7 +196,8 @@ def _grouped(pairs: set[tuple[str, str]]) -> dict[str, list[str]]:
 class _Batch:
     """The reads a batch needs, done once for all of it, and what it adds, flushed once."""
 
-    def __init__(self, session: AsyncSession, registry: AdapterRegistry) -> None:
+    def __init__(self, session: AsyncSession, registry: AdapterRegistry, files: FilePolicy) -> None:
+        self.files = files
         self.session = session
         self.registry = registry
         self.known: dict[tuple[str, str, str], Message] = {}  # (kind, channel, key) -> stored message
@@ -320,7 +324,8 @@ class _Batch:
                 thread_id=thread.id,
                 direction="inbound",
                 text=event.text,
-                attachments=[{"url": a.url, "friendlyName": a.friendly_name} for a in event.attachments],
+                title=event.title,
+                attachments=[inbound_entry(self.session, a, self.files) for a in event.attachments],
                 end_user_id=event.sender_id,
                 status="received",
                 provider_event_id=event.event_id,

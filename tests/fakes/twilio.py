@@ -9,12 +9,13 @@ import hashlib
 import hmac
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
@@ -46,11 +47,15 @@ class FakeTwilio:
         self.unsubscribed: set[str] = set()
         self.landlines: set[str] = set()
         self.throttle_next = 0
+        self.media: dict[str, tuple[bytes, str]] = {}  # media sid -> content, type
+        self.downloads = 0
         base = f"/2010-04-01/Accounts/{account_sid}"
         self.app = Starlette(
             routes=[
                 Route(f"{base}/Messages.json", self._create_message, methods=["POST"]),
                 Route(f"{base}.json", self._account, methods=["GET"]),
+                Route(f"{base}/Messages/{{sid}}/Media/{{media_sid}}", self._media, methods=["GET"]),
+                Route("/cdn/{media_sid}", self._cdn, methods=["GET"]),
             ]
         )
 
@@ -77,6 +82,19 @@ class FakeTwilio:
         if not self._authorised(request):
             return self._error(401, 20003, "Authenticate")
         return JSONResponse({"sid": self.account_sid, "status": "active"})
+
+    async def _media(self, request: Request) -> Response:
+        """Media under the account takes Basic auth, then redirects to the CDN, as Twilio's does."""
+        if not self._authorised(request):
+            return self._error(401, 20003, "Authenticate")
+        if request.path_params["media_sid"] not in self.media:
+            return self._error(404, 20404, "The requested resource was not found")
+        return RedirectResponse(f"/cdn/{request.path_params['media_sid']}", status_code=307)
+
+    async def _cdn(self, request: Request) -> Response:
+        content, mime_type = self.media[request.path_params["media_sid"]]
+        self.downloads += 1
+        return Response(content, media_type=mime_type)
 
     async def _create_message(self, request: Request) -> JSONResponse:
         if not self._authorised(request):
@@ -123,17 +141,31 @@ class FakeTwilio:
         return urlencode(params).encode(), headers
 
     def incoming(
-        self, url: str, *, sender: str, body: str, sid: str | None = None
+        self,
+        url: str,
+        *,
+        sender: str,
+        body: str,
+        sid: str | None = None,
+        media: Sequence[tuple[bytes, str]] = (),
+        api_base: str = "https://api.twilio.com",
     ) -> tuple[bytes, dict[str, str]]:
+        """An SMS, or an MMS with `media` (bytes and type each), as Twilio posts it to the relay."""
+        sid = sid or "SM" + uuid.uuid4().hex
         params = [
             ("AccountSid", self.account_sid),
-            ("MessageSid", sid or "SM" + uuid.uuid4().hex),
+            ("MessageSid", sid),
             ("From", sender),
             ("To", self.from_number),
             ("Body", body),
-            ("NumMedia", "0"),
+            ("NumMedia", str(len(media))),
             ("SmsStatus", "received"),
         ]
+        for index, (content, mime_type) in enumerate(media):
+            media_sid = "ME" + uuid.uuid4().hex
+            self.media[media_sid] = (content, mime_type)
+            path = f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}/Media/{media_sid}"
+            params += [(f"MediaUrl{index}", api_base + path), (f"MediaContentType{index}", mime_type)]
         return self.signed(url, params)
 
     def status_callback(

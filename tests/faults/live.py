@@ -238,7 +238,7 @@ async def seed_replies(
             for thread_no, n in pending[start : start + batch]
         ]
         async with session_scope(runtime.sessions) as session:
-            for accepted in await relay.store(session, replies, runtime.registry):
+            for accepted in await relay.store(session, replies, runtime.registry, runtime.files):
                 assert isinstance(accepted, relay.AcceptedReply)
                 ids.append(accepted.message.id)
     return ids

@@ -11,6 +11,7 @@ from tests.fakes.telegram import FakeTelegram
 TELEGRAM_URL = "http://api.telegram.test"
 CHAT = 777000111
 TOKEN = "123456789:AAbbCCddEEffGGhhIIjjKKllMMnnOOpp"
+PDF = b"%PDF-1.7\n" + bytes(range(256)) * 40
 
 
 async def telegram_channel(stack: Stack, headers: dict[str, str], wired: Wired) -> tuple[str, FakeTelegram]:
@@ -63,13 +64,18 @@ async def test_reply_file_typing_and_the_customers_answer(
         channel_id=channel_id,
         text="Here is your invoice",
         recipients=[customer],
-        attachments=[{"url": "https://files.example/invoice.pdf", "friendlyName": "invoice.pdf"}],
+        attachments=[
+            {"url": stack.simulator.host_file(PDF, "application/pdf"), "friendlyName": "invoice.pdf"}
+        ],
     )
     assert result.status == 200
     await stack.settle()
     assert bot.sent("sendMessage") == [{"chat_id": str(CHAT), "text": "Here is your invoice"}]
     [document] = bot.sent("sendDocument")
-    assert document["document"] == "https://files.example/invoice.pdf"
+    assert document == {
+        "chat_id": str(CHAT),
+        "document": {"name": "invoice.pdf", "type": "application/pdf", "content": PDF},
+    }
     thread_id = result.body["thread"]["idOnExternalPlatform"]
     assert (await stack.simulator.send_typing(channel_id, thread_id, True)).status == 204
     assert bot.sent("sendChatAction") == [{"chat_id": str(CHAT), "action": "typing"}]
@@ -84,6 +90,23 @@ async def test_reply_file_typing_and_the_customers_answer(
     await stack.settle()
     inbound = [m for m in await rows(stack, Message) if m.direction == "inbound"]
     assert [(m.text, m.end_user_id, m.status) for m in inbound] == [("Thanks!", str(CHAT), "relayed")]
+
+
+async def test_a_customers_document_reaches_the_agent_as_a_cxone_attachment(
+    stack: Stack, wired: Wired, admin_headers: dict[str, str]
+) -> None:
+    channel_id, bot = await telegram_channel(stack, admin_headers, wired)
+    body, headers = bot.update(CHAT, "My receipt", document=("receipt.pdf", PDF))
+    answer = await stack.relay.post(f"/webhooks/telegram/{channel_id}", content=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    await stack.settle()
+    [thread] = [t for t in stack.simulator.threads.values() if t.channel_id == channel_id]
+    [message] = thread.messages
+    assert message.text == "My receipt"
+    [attachment] = message.attachments
+    assert attachment["friendlyName"] == "receipt.pdf"
+    assert stack.simulator.attachment_at(attachment["url"]) == (PDF, "application/pdf")
+    assert bot.downloads == 1
 
 
 async def test_a_blocked_bot_is_final_and_flood_control_is_retried(

@@ -127,3 +127,49 @@ async def test_twilio_error_codes_decide_between_retry_and_dead(
         assert delivery.status == "pending"  # throttled: back off and try again
         assert delivery.last_error is not None
         assert "20429" in delivery.last_error
+
+
+async def test_mms_media_reaches_cxone_and_an_agents_file_goes_as_a_relay_link(
+    stack: Stack, wired: Wired, admin_headers: dict[str, str]
+) -> None:
+    channel_id, twilio = await twilio_channel(stack, admin_headers, wired)
+    url = f"http://relay.test/webhooks/twilio_sms/{channel_id}"
+    photo = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8
+    body, headers = twilio.incoming(
+        url,
+        sender=CUSTOMER["idOnExternalPlatform"],
+        body="The damage",
+        media=[(photo, "image/jpeg")],
+        api_base=TWILIO_URL,
+    )
+    answer = await stack.relay.post(f"/webhooks/twilio_sms/{channel_id}", content=body, headers=headers)
+    assert answer.json()["messages"] == 1
+    await stack.settle()
+    [thread] = [t for t in stack.simulator.threads.values() if t.channel_id == channel_id]
+    [attachment] = thread.messages[0].attachments
+    assert stack.simulator.attachment_at(attachment["url"]) == (photo, "image/jpeg")
+    assert attachment["friendlyName"] == "attachment.jpg"
+
+    label = b"%PDF-1.7 return label"
+    reply = await stack.simulator.send_agent_reply(
+        channel_id=channel_id,
+        text="Print this label",
+        recipients=[CUSTOMER],
+        attachments=[
+            {"url": stack.simulator.host_file(label, "application/pdf"), "friendlyName": "label.pdf"}
+        ],
+    )
+    assert reply.status == 200
+    await stack.settle()
+    [sms] = twilio.sent
+    [link] = sms.media
+    assert link.startswith("http://relay.test/files/")
+    assert link.endswith("/label.pdf")
+    served = await stack.relay.get(link)
+    assert served.status_code == 200
+    assert (served.content, served.headers["content-type"]) == (label, "application/pdf")
+    file_id, key, name = link.rsplit("/", 3)[1:]
+    wrong_key = await stack.relay.get(f"/files/{file_id}/{'0' * len(key)}/{name}")
+    assert wrong_key.status_code == 404
+    assert wrong_key.json()["code"] == "file_not_found"
+    assert twilio.downloads == 1  # the customer's photo was fetched once

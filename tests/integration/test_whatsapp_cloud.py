@@ -11,6 +11,7 @@ from tests.fakes.whatsapp import FakeWhatsApp
 GRAPH_URL = "http://graph.test"
 PHONE_ID = "106540352242922"
 CUSTOMER = "15551230001"
+PDF = b"%PDF-1.7\n" + bytes(range(256)) * 40
 
 
 async def whatsapp_channel(
@@ -109,3 +110,40 @@ async def test_a_forged_webhook_is_refused_and_throttling_is_retried(
     [send] = await rows(stack, Delivery, Delivery.kind == "provider.send")
     assert send.status == "pending"
     assert "130429" in (send.last_error or "")
+
+
+async def test_files_both_ways_are_fetched_once_and_carried_as_files(
+    stack: Stack, wired: Wired, admin_headers: dict[str, str]
+) -> None:
+    channel_id, graph, _ = await whatsapp_channel(stack, admin_headers, wired)
+    body, headers = graph.customer_sends_file(CUSTOMER, PDF, "claim.pdf", caption="My claim form")
+    answer = await stack.relay.post(f"/webhooks/whatsapp_cloud/{channel_id}", content=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    await stack.settle()
+    [thread] = [t for t in stack.simulator.threads.values() if t.channel_id == channel_id]
+    [message] = thread.messages
+    assert message.text == "My claim form"
+    [attachment] = message.attachments
+    assert attachment["friendlyName"] == "claim.pdf"
+    assert stack.simulator.attachment_at(attachment["url"]) == (PDF, "application/pdf")
+    assert graph.downloads == 1
+
+    photo = b"\x89PNG\r\n\x1a\n" + bytes(2048)
+    reply = await stack.simulator.send_agent_reply(
+        channel_id=channel_id,
+        text="Here is the signed copy",
+        recipients=[{"idOnExternalPlatform": CUSTOMER}],
+        attachments=[
+            {"url": stack.simulator.host_file(PDF, "application/pdf"), "friendlyName": "signed.pdf"},
+            {"url": stack.simulator.host_file(photo, "image/png"), "friendlyName": "stamp.png"},
+        ],
+    )
+    assert reply.status == 200
+    await stack.settle()
+    text, document, image = graph.sent
+    assert text["text"]["body"] == "Here is the signed copy"
+    assert document["type"] == "document"
+    assert document["document"]["filename"] == "signed.pdf"
+    assert graph.uploaded(document["document"]["id"]) == (PDF, "application/pdf", "signed.pdf")
+    assert image["type"] == "image"
+    assert graph.uploaded(image["image"]["id"]) == (photo, "image/png", "stamp.png")
