@@ -13,17 +13,19 @@ What we POST to `url` (headers `webhook-id`, `webhook-timestamp`, `webhook-signa
 
     {"type": "message", "id": "<message id = webhook-id, the same on every retry>",
      "channel_id": "...", "thread_id": "...", "to": {"id": "...", "name": "..." | null},
-     "text": "...", "attachments": [{"url": "...", "name": "..." | null}],
+     "text": "...", "attachments": [{"url": "...", "name": "...", "type": "...", "size": 123}],
      "reply_to": "<provider message id>" | null, "timestamp": "2024-01-01T12:00:00.000Z"}
     {"type": "typing", "channel_id": "...", "to": {"id": "..."}, "typing": true}
     {"type": "ping"}        (`check`: a 2xx answer means the platform is there and takes our signature)
 
-A 2xx answer may carry `{"id": "<provider message id>"}`; without it our message id stands in.
+A 2xx answer may carry `{"id": "<provider message id>"}`; without it our message id stands in. An
+agent's file reaches the platform as a link the relay serves for `BYOC_FILE_RETENTION_HOURS`; a
+customer's file is fetched once from its `url` (refused unfetched when its declared `size` is over the cap).
 
 What the platform POSTs to our webhook (one object, or a JSON array of them):
 
     {"type": "message", "id": "<event id>", "from": {"id": "...", "name": "..."?},
-     "text": "..."?, "attachments": [{"url": "...", "name": "..."?}]?,     (text or an attachment)
+     "text": "..."?, "attachments": [{"url": "...", "name"?, "type"?, "size"?}]?,  (text or a file)
      "echo": true?}      (a copy of a message sent from the business side: never taken as the customer's)
     {"type": "status", "id": "<event id>", "message_id": "<the id we sent>",
      "status": "delivered" | "read" | "failed", "reason": "..."?}
@@ -226,6 +228,8 @@ class _Party(_Inbound):
 class _InAttachment(_Inbound):
     url: Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_check_attachment_url)]
     name: Annotated[str, Field(max_length=500)] | None = None
+    type: Annotated[str, Field(max_length=255, pattern=r"^[\w.+-]+/[\w.+-]+$")] | None = None
+    size: Annotated[int, Field(ge=0)] | None = None
 
 
 class _MessageEvent(_Inbound):
@@ -242,7 +246,10 @@ class _MessageEvent(_Inbound):
             sender_name=self.sender.name,
             text=self.text or "",
             event_id=self.id,
-            attachments=tuple(Attachment(url=a.url, friendly_name=a.name) for a in self.attachments),
+            attachments=tuple(
+                Attachment(url=a.url, friendly_name=a.name, mime_type=a.type, size=a.size)
+                for a in self.attachments
+            ),
             is_echo=self.echo,
         )
 
@@ -450,7 +457,10 @@ class WebhookAdapter:
             "thread_id": message.thread_id,
             "to": {"id": message.recipient_id, "name": message.recipient_name},
             "text": message.text,
-            "attachments": [{"url": a.url, "name": a.friendly_name} for a in message.attachments],
+            "attachments": [
+                {"url": a.url, "name": a.friendly_name, "type": a.mime_type, "size": a.size}
+                for a in message.attachments
+            ],
             "reply_to": message.reply_to_provider_message_id,
             "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         }

@@ -36,6 +36,7 @@ from app.services.files import (
 
 MESSAGES = cast(Table, Message.__table__)
 UPLOAD_MARGIN = timedelta(minutes=5)  # a CXone upload this close to expiring is made again
+FETCH_PATIENCE = timedelta(minutes=15)  # a customer's file still unreachable after this goes as a note
 
 
 @dataclass(frozen=True)
@@ -107,9 +108,9 @@ class AttachmentRelay:
         except FileTooLarge as error:
             entry["refused"] = str(error)
         except MediaUnavailable as error:
-            if not error.permanent:
+            if not error.permanent and utcnow() - message.created_at < FETCH_PATIENCE:
                 raise
-            entry["refused"] = error.reason
+            entry["refused"] = error.reason  # the message itself must not wait for it any longer
         else:
             return await self._keep(message, entries, entry, fetched)
         await self._record(message, entries)

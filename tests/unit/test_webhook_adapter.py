@@ -88,7 +88,7 @@ async def test_a_signed_delivery_is_accepted_and_carries_the_documented_body(
     adapter: WebhookAdapter, fake: FakeProvider
 ) -> None:
     outbound = message(
-        attachments=(Attachment("https://files.test/a.png", "a.png"),),
+        attachments=(Attachment("https://files.test/a.png", "a.png", "image/png", 2048),),
         reply_to_provider_message_id="prov-earlier",
         text="héllo ✓",
     )
@@ -110,7 +110,9 @@ async def test_a_signed_delivery_is_accepted_and_carries_the_documented_body(
         "thread_id": "th-1",
         "to": {"id": "cust-1", "name": "Ann"},
         "text": "héllo ✓",
-        "attachments": [{"url": "https://files.test/a.png", "name": "a.png"}],
+        "attachments": [
+            {"url": "https://files.test/a.png", "name": "a.png", "type": "image/png", "size": 2048}
+        ],
         "reply_to": "prov-earlier",
     }
 
