@@ -16,21 +16,24 @@ them. To run it against an adapter, describe the adapter with an `AdapterHarness
 What it checks: the config schema renders, marks secrets and refuses bad configs; a validly signed
 request verifies; a flipped body byte, a stale timestamp and a malformed signature header are refused
 with `SignatureError` (the relay's 401), never another exception (a 500); a resent event keeps its event
-id, so the relay stores it once; each provider answer is classified as done, retry, permanent or
-"destination gone"; the platform's copy of our own message is recognisable as an echo; `check()` answers.
+id, so the relay stores it once; a customer's file over the size cap is refused, and one within it
+arrives whole, with no more than the cap read from the provider; each provider answer is classified as
+done, retry, permanent or "destination gone"; the platform's copy of our own message is recognisable as
+an echo; `check()` answers.
 The tests are synchronous and run their own event loop, so no async plugin is needed.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import Any, ClassVar, Literal, TypeVar
 
 import httpx
 import pytest
 
 from app.adapters.base import (
+    Attachment,
     ChannelAdapter,
     CheckResult,
     InboundMessage,
@@ -39,6 +42,7 @@ from app.adapters.base import (
     SendResult,
     SignatureError,
 )
+from app.services.files import FileTooLarge, fetch_attachment
 
 Expected = Literal["delivered", "retry", "permanent", "destination_gone"]
 T = TypeVar("T")
@@ -105,11 +109,39 @@ class AdapterHarness:
         """How the provider reports our own message back, if it ever does; None when it does not."""
         return None
 
+    def inbound_with_file(
+        self, config: Mapping[str, Any], *, event_id: str, sender_id: str, name: str, content: bytes
+    ) -> InboundRequest | None:
+        """A customer message carrying one file with these bytes, validly signed (the bytes inside the
+        request, or only named there and served by `media_answer`). None: the adapter takes no files in."""
+        return None
+
+    def media_answer(self, request: httpx.Request) -> httpx.Response | None:
+        """The provider's answer to a request the relay makes while fetching a customer's file: a look-up
+        answer where the provider needs one, or None for the download itself, which the kit serves."""
+        return None
+
     def provider_answer(self, request: httpx.Request, status: int) -> httpx.Response:
         """The provider's answer to a send, with this status (its real error body, where it has one)."""
         if status < 300:
             return httpx.Response(status, json={"id": "prov-1"})
         return httpx.Response(status, json={"error": f"failure {status}"})
+
+
+class _CountedBytes(httpx.AsyncByteStream):
+    """A download served in small chunks, with no announced length, counting what the relay pulls."""
+
+    CHUNK = 512
+
+    def __init__(self, content: bytes) -> None:
+        self.content = content
+        self.served = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for start in range(0, len(self.content), self.CHUNK):
+            chunk = self.content[start : start + self.CHUNK]
+            self.served += len(chunk)
+            yield chunk
 
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -268,6 +300,42 @@ class AdapterConformance:
                 assert event.is_echo or event.event_id in (sent.message_id, "prov-42"), (
                     "an echo must be flagged is_echo or carry our message's id as its event id"
                 )
+
+    def test_an_oversize_attachment_is_refused(self) -> None:
+        adapter, config, _ = self._signed()
+        limit = 4096
+        for size in (limit, limit + 1):
+            content = bytes(index % 251 for index in range(size))
+            request = self.harness.inbound_with_file(
+                config,
+                event_id=f"evt-file-{size}",
+                sender_id=self.harness.sender_id,
+                name="scan.pdf",
+                content=content,
+            )
+            if request is None:
+                pytest.skip(f"{type(self.harness).__name__}: this adapter takes no files in")
+            adapter.verify(request, config)
+            [message] = [e for e in adapter.parse(request, config) if isinstance(e, InboundMessage)]
+            [attachment] = message.attachments
+            download = _CountedBytes(content)
+
+            def serve(sent: httpx.Request, download: _CountedBytes = download) -> httpx.Response:
+                answer = self.harness.media_answer(sent)
+                return answer if answer is not None else httpx.Response(200, stream=download)
+
+            async def fetch(attachment: Attachment = attachment, serve: Any = serve) -> bytes:
+                async with httpx.AsyncClient(transport=httpx.MockTransport(serve)) as http:
+                    adapter = self.harness.adapter(http)
+                    fetched = await fetch_attachment(http, adapter, config, attachment, limit=limit)
+                return fetched.content
+
+            if size <= limit:
+                assert _run(fetch()) == content, "a file within the cap must arrive whole"
+                continue
+            with pytest.raises(FileTooLarge):
+                _run(fetch())
+            assert download.served <= limit + _CountedBytes.CHUNK, "the download must stop at the cap"
 
     # Sending ----------------------------------------------------------------------------------------
 

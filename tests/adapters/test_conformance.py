@@ -62,6 +62,13 @@ class WebhookHarness(AdapterHarness):
     def stale(self, request: InboundRequest, config: Mapping[str, Any]) -> InboundRequest:
         return self._signed(config, request.raw_body, int(time.time()) - 3600)
 
+    def inbound_with_file(
+        self, config: Mapping[str, Any], *, event_id: str, sender_id: str, name: str, content: bytes
+    ) -> InboundRequest:
+        file = {"url": f"https://platform.test/files/{event_id}", "name": name}
+        body = {"type": "message", "id": event_id, "from": {"id": sender_id}, "attachments": [file]}
+        return self._signed(config, json.dumps(body).encode(), int(time.time()))
+
     def malformed(self, request: InboundRequest) -> InboundRequest:
         headers = {**request.headers, "webhook-signature": "v1,@@not-base64@@"}
         return InboundRequest(raw_body=request.raw_body, headers=headers, url=request.url)
@@ -145,6 +152,27 @@ class TwilioHarness(AdapterHarness):
         ]
         return self._signed(config, params)
 
+    def inbound_with_file(
+        self, config: Mapping[str, Any], *, event_id: str, sender_id: str, name: str, content: bytes
+    ) -> InboundRequest:
+        media = (
+            f"{config['api_base']}/2010-04-01/Accounts/{config['account_sid']}/Messages/{event_id}/Media/ME1"
+        )
+        params = [
+            ("MessageSid", event_id),
+            ("From", sender_id),
+            ("To", config["from_number"]),
+            ("Body", ""),
+            ("NumMedia", "1"),
+            ("MediaUrl0", media),
+            ("MediaContentType0", "application/pdf"),
+        ]
+        return self._signed(config, params)
+
+    def media_answer(self, request: httpx.Request) -> httpx.Response | None:
+        assert request.headers["authorization"].startswith("Basic "), "Twilio media takes the account's auth"
+        return None
+
     def malformed(self, request: InboundRequest) -> InboundRequest:
         headers = {**request.headers, "x-twilio-signature": "not base64 ünïcode"}
         return InboundRequest(raw_body=request.raw_body, headers=headers, url=request.url)
@@ -216,6 +244,33 @@ class TelegramHarness(AdapterHarness):
             raw_body=json.dumps(update).encode(), headers=headers, url="https://relay.test/x"
         )
 
+    def inbound_with_file(
+        self, config: Mapping[str, Any], *, event_id: str, sender_id: str, name: str, content: bytes
+    ) -> InboundRequest:
+        document = {"file_id": f"BQAC{event_id}", "file_name": name, "mime_type": "application/pdf"}
+        update = {
+            "update_id": 2,
+            "message": {
+                "message_id": 5,
+                "from": {"id": int(sender_id), "is_bot": False, "first_name": "Ada"},
+                "chat": {"id": int(sender_id), "type": "private"},
+                "document": document,  # no file_size: the cap must hold while downloading
+            },
+        }
+        headers = {"x-telegram-bot-api-secret-token": config["webhook_secret"]}
+        return InboundRequest(
+            raw_body=json.dumps(update).encode(), headers=headers, url="https://relay.test/x"
+        )
+
+    def media_answer(self, request: httpx.Request) -> httpx.Response | None:
+        if request.url.path.endswith("/getFile"):
+            file_id = json.loads(request.content)["file_id"]
+            return httpx.Response(
+                200, json={"ok": True, "result": {"file_id": file_id, "file_path": "d/f.pdf"}}
+            )
+        assert request.url.path == "/file/bot123456789:AAbbCCddEEffGGhhIIjjKKllMMnnOOpp/d/f.pdf"
+        return None
+
     def malformed(self, request: InboundRequest) -> InboundRequest:
         headers = {**request.headers, "x-telegram-bot-api-secret-token": "ünïcode \x00"}
         return InboundRequest(raw_body=request.raw_body, headers=headers, url=request.url)
@@ -270,6 +325,21 @@ class WhatsAppHarness(AdapterHarness):
         message = {"from": sender_id, "id": event_id, "type": "text", "text": {"body": text}}
         value = {"metadata": {"phone_number_id": config["phone_number_id"]}, "messages": [message]}
         return self._signed(config, {"entry": [{"changes": [{"field": "messages", "value": value}]}]})
+
+    def inbound_with_file(
+        self, config: Mapping[str, Any], *, event_id: str, sender_id: str, name: str, content: bytes
+    ) -> InboundRequest:
+        document = {"filename": name, "mime_type": "application/pdf", "id": "4490709327384033"}
+        message = {"from": sender_id, "id": event_id, "type": "document", "document": document}
+        value = {"metadata": {"phone_number_id": config["phone_number_id"]}, "messages": [message]}
+        return self._signed(config, {"entry": [{"changes": [{"field": "messages", "value": value}]}]})
+
+    def media_answer(self, request: httpx.Request) -> httpx.Response | None:
+        assert request.headers["authorization"] == "Bearer EAAG-access-token"
+        if request.url.path == "/v21.0/4490709327384033":
+            return httpx.Response(200, json={"url": "https://lookaside.fbsbx.test/whatsapp?mid=1", "id": "1"})
+        assert request.url.host == "lookaside.fbsbx.test"
+        return None
 
     def malformed(self, request: InboundRequest) -> InboundRequest:
         headers = {**request.headers, "x-hub-signature-256": "sha256=ünïcode"}
