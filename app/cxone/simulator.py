@@ -469,6 +469,7 @@ class CxoneSimulator:
         self.threads: dict[tuple[str, str], SimThread] = {}
         self.contacts: dict[str, SimContact] = {}
         self.attachments: dict[str, tuple[bytes, str, float]] = {}
+        self.attachment_downloads = 0
         self._messages: dict[tuple[str, str], SimMessage] = {}  # (channel id, idOnExternalPlatform)
         self._tokens: dict[str, float] = {}  # live bearer -> expiry (clock)
         self._ott: dict[str, _OneTimeToken] = {}
@@ -1523,6 +1524,7 @@ class CxoneSimulator:
         return JSONResponse([t.to_wire(with_messages=True) for t in threads])
 
     async def _http_attachment(self, attachment_id: str) -> Response:
+        self.attachment_downloads += 1
         found = self.attachments.get(unquote(attachment_id))
         if found is None or self._clock() >= found[2]:
             return _api_error(404, "Attachment not found or expired", code="NotFound")

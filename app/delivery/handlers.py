@@ -220,6 +220,8 @@ class DeliveryHandlers:
         except DfoError as exc:
             return _cxone_failure(exc)
         text = "\n".join(part for part in (message.text, *files.notes) if part)
+        if not text.strip():  # a file alone: CXone wants some text, so the agent reads its name
+            text = ", ".join(attachment.friendly_name for attachment in files.attachments)
         body = NewMessage(
             id_on_external_platform=message.id,
             direction="inbound",

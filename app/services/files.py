@@ -28,10 +28,14 @@ from app.models.base import new_uuid, utcnow
 PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 410})
 
 
+def size_text(size: int) -> str:
+    return f"{size:,} bytes" if size < 1048576 else f"{size / 1048576:.1f} MB"
+
+
 class FileTooLarge(Exception):
     def __init__(self, name: str, limit: int, size: int | None = None) -> None:
-        shown = f"{size / 1048576:.1f} MB" if size else f"over {limit / 1048576:.1f} MB"
-        super().__init__(f"{name} is {shown}; at most {limit / 1048576:.1f} MB is accepted")
+        shown = size_text(size) if size else f"over {size_text(limit)}"
+        super().__init__(f"{name} is {shown}; at most {size_text(limit)} is accepted")
         self.name, self.limit, self.size = name, limit, size
 
 

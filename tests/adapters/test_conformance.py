@@ -14,11 +14,13 @@ import httpx
 
 from app.adapters.base import ChannelAdapter, InboundRequest, OutboundMessage
 from app.adapters.conformance import DEFAULT_ANSWERS, AdapterConformance, AdapterHarness, Expected
+from app.adapters.email_smtp import EmailAdapter
 from app.adapters.loopback import LoopbackAdapter
 from app.adapters.telegram import TelegramAdapter
 from app.adapters.twilio_sms import TwilioSmsAdapter
 from app.adapters.webhook import WebhookAdapter, decode_secret, generate_secret, sign
 from app.adapters.whatsapp_cloud import WhatsAppCloudAdapter
+from tests.fakes.sendgrid import FakeInboundParse
 from tests.fakes.twilio import twilio_signature
 
 PLATFORM_URL = "https://platform.test/messages"
@@ -362,3 +364,81 @@ class WhatsAppHarness(AdapterHarness):
 
 class TestWhatsAppCloudAdapter(AdapterConformance):
     harness = WhatsAppHarness()
+
+
+class EmailHarness(AdapterHarness):
+    sends_over_http: ClassVar[bool] = (
+        False  # SMTP: its answers are classified in tests/integration/test_email.py
+    )
+    sender_id = "ada@mail.example"
+    recipient_id = "ada@mail.example"
+
+    def __init__(self) -> None:
+        self.sendgrid = FakeInboundParse()
+
+    def adapter(self, http: httpx.AsyncClient) -> ChannelAdapter:
+        return EmailAdapter()
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "from_address": "support@shop.example",
+            "smtp_host": "smtp.shop.example",
+            "smtp_username": "relay",
+            "smtp_password": "smtp-pass-123",
+            "inbound_public_key": self.sendgrid.public_key,
+        }
+
+    def invalid_configs(self) -> list[dict[str, Any]]:
+        good = self.config()
+        return [
+            {**good, "from_address": "not an address"},
+            {**good, "inbound_public_key": "bm90IGEga2V5"},
+            {**good, "security": "none"},  # never in clear
+            {k: v for k, v in good.items() if k != "smtp_password"},  # a username without its password
+        ]
+
+    def inbound_message(
+        self, config: Mapping[str, Any], *, event_id: str, sender_id: str, text: str
+    ) -> InboundRequest:
+        return self._email(sender_id, text, event_id, [])
+
+    def _email(
+        self,
+        sender: str,
+        text: str,
+        event_id: str,
+        files: list[tuple[str, str, bytes]],
+        timestamp: int | None = None,
+    ) -> InboundRequest:
+        body, headers, _ = self.sendgrid.email(
+            sender=sender,
+            to="support@shop.example",
+            subject="Hello",
+            text=text,
+            message_id=f"<{event_id}>",
+            files=files,
+            timestamp=timestamp,
+        )
+        return InboundRequest(raw_body=body, headers=headers, url="https://relay.test/webhooks/email/c")
+
+    def stale(self, request: InboundRequest, config: Mapping[str, Any]) -> InboundRequest:
+        headers = {**request.headers, **self.sendgrid.sign(request.raw_body, int(time.time()) - 3600)}
+        return InboundRequest(raw_body=request.raw_body, headers=headers, url=request.url)
+
+    def malformed(self, request: InboundRequest) -> InboundRequest:
+        headers = {**request.headers, "x-twilio-email-event-webhook-signature": "ünïcode=="}
+        return InboundRequest(raw_body=request.raw_body, headers=headers, url=request.url)
+
+    def echo(
+        self, config: Mapping[str, Any], sent: OutboundMessage, provider_message_id: str
+    ) -> InboundRequest:
+        return self._email(config["from_address"], sent.text, provider_message_id, [])
+
+    def inbound_with_file(
+        self, config: Mapping[str, Any], *, event_id: str, sender_id: str, name: str, content: bytes
+    ) -> InboundRequest:
+        return self._email(sender_id, "", event_id, [(name, "application/pdf", content)])
+
+
+class TestEmailAdapter(AdapterConformance):
+    harness = EmailHarness()

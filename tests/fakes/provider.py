@@ -101,8 +101,11 @@ class FakeProvider:
         self._fail_ratio_status = 503
         self._random = random.Random(seed)
         self._latency = 0.0
+        self.files: dict[str, bytes] = {}  # name -> content, served at /files/{name}
+        self.downloads = 0
         self.app = Starlette(
             routes=[
+                Route("/files/{name}", self._file, methods=["GET"]),
                 Route("/messages", self._messages, methods=["POST"]),
                 Route("/typing", self._typing, methods=["POST"]),
                 Route("/_fake/behaviour", self._behaviour, methods=["POST"]),
@@ -196,12 +199,26 @@ class FakeProvider:
             sender["name"] = name
         return json.dumps({"type": "message", "id": event_id, "from": sender, "text": text}).encode()
 
+    def file_event(self, event_id: str, sender_id: str, name: str, content: bytes, **declared: Any) -> bytes:
+        """A customer message with one file, which this platform serves at its `url`."""
+        self.files[name] = content
+        attachment = {"url": f"http://provider.test/files/{name}", "name": name, **declared}
+        event = {"type": "message", "id": event_id, "from": {"id": sender_id}, "attachments": [attachment]}
+        return json.dumps(event).encode()
+
     @staticmethod
     def status_event(event_id: str, message_id: str, status: str) -> bytes:
         event = {"type": "status", "id": event_id, "message_id": message_id, "status": status}
         return json.dumps(event).encode()
 
     # HTTP ------------------------------------------------------------------------------------------
+
+    async def _file(self, request: Request) -> Response:
+        content = self.files.get(request.path_params["name"])
+        if content is None:
+            return JSONResponse({"error": "no such file"}, status_code=404)
+        self.downloads += 1
+        return Response(content, media_type="application/pdf")
 
     def _verified(self, request: Request, raw: bytes) -> bool:
         headers = dict(request.headers.items())

@@ -12,7 +12,7 @@ async def test_installed_adapters_show_capabilities_and_config_schema(
     answer = await stack.relay.get("/api/v1/adapters", headers=admin_headers)
     assert answer.status_code == 200
     adapters = {item["name"]: item for item in answer.json()["items"]}
-    assert sorted(adapters) == ["loopback", "telegram", "twilio_sms", "webhook", "whatsapp_cloud"]
+    assert sorted(adapters) == ["email", "loopback", "telegram", "twilio_sms", "webhook", "whatsapp_cloud"]
     webhook = adapters["webhook"]
     assert webhook["capabilities"]["delivery_receipts"] is True
     assert webhook["secret_fields"] == ["secret", "previous_secret"]

@@ -19,6 +19,7 @@ def context() -> AdapterContext:
 
 def test_the_built_in_adapters_register_through_entry_points() -> None:
     assert AdapterRegistry.from_entry_points(context()).names() == [
+        "email",
         "loopback",
         "telegram",
         "twilio_sms",
@@ -33,7 +34,7 @@ def test_a_channel_whose_adapter_is_not_installed_stops_start_up_naming_it() -> 
     with pytest.raises(MissingAdapterError) as raised:
         registry.check_configured(["webhook", "carrier_pigeon"])
     assert "carrier_pigeon: not installed" in str(raised.value)
-    assert "Installed: loopback, telegram, twilio_sms, webhook, whatsapp_cloud" in str(raised.value)
+    assert "Installed: email, loopback, telegram, twilio_sms, webhook, whatsapp_cloud" in str(raised.value)
 
 
 def test_a_broken_adapter_package_is_reported_only_when_a_channel_needs_it(

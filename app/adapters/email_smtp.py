@@ -1,0 +1,350 @@
+"""`email`: e-mail out through any SMTP server, in through SendGrid's Inbound Parse webhook.
+
+Out: one message per agent reply, over SMTP with STARTTLS (port 587, the default) or implicit TLS (465);
+credentials never travel in clear. `Message-ID` is `<{our message id}@{sender's domain}>`, the same on
+every retry, so the customer's mail system can tell a resend; a reply names the customer's latest message
+in `In-Reply-To` and `References`, and takes its subject ("Re: ..."), so mail clients thread it. Files
+go as MIME attachments. SMTP 5xx answers are final, 4xx and lost connections are retried, a refused login
+is retried until an admin fixes it.
+
+In: SendGrid posts each e-mail to our webhook as multipart/form-data (`from`, `to`, `subject`, `text`,
+`html`, `headers`, `attachments`, `attachment-info`, `attachment1`...). With a signature security policy,
+SendGrid signs `timestamp + raw body` with ECDSA (P-256, SHA-256) in `X-Twilio-Email-Event-Webhook-Signature`
+and `-Timestamp`; the relay checks it with the policy's public key and refuses calls older than five
+minutes. The event id is the e-mail's `Message-ID`, the quoted history under the customer's answer is
+cut, and the subject becomes the CXone message title.
+
+Channel config: `from_address`, optional `from_name`, `smtp_host`, `smtp_port`, `security`
+(`starttls` | `tls`), `smtp_username`, `smtp_password` (secret), optional `tls_ca_file` (a private CA),
+`inbound_public_key` (SendGrid's verification key, base64 DER), `default_subject`, `timeout_seconds`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.policy
+import hashlib
+import json
+import re
+import ssl
+import time
+from collections.abc import Mapping
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.utils import formataddr, formatdate, parseaddr
+from html.parser import HTMLParser
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import aiosmtplib
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_der_public_key
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from app.adapters.base import (
+    Attachment,
+    Capabilities,
+    CheckResult,
+    InboundEvent,
+    InboundMessage,
+    InboundRequest,
+    OutboundMessage,
+    SendResult,
+    SignatureError,
+    revealed,
+    validated_config,
+)
+
+if TYPE_CHECKING:
+    from app.adapters.registry import AdapterContext
+
+ADDRESS = re.compile(r"^[^@\s<>()\[\],;:\"]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+SIGNATURE_HEADER = "x-twilio-email-event-webhook-signature"
+TIMESTAMP_HEADER = "x-twilio-email-event-webhook-timestamp"
+TOLERANCE_SECONDS = 300
+MAX_FILES = 50
+QUOTE_INTRO = re.compile(r"^(On .{4,200} wrote:|Le .{4,200} a écrit\s?:|-{2,} ?Original Message ?-{2,})\s*$")
+
+
+class EmailConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    from_address: str = Field(pattern=ADDRESS.pattern, max_length=254)
+    from_name: str | None = Field(None, max_length=200)
+    smtp_host: str = Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.-]+$")
+    smtp_port: int = Field(587, ge=1, le=65535)
+    security: Literal["starttls", "tls"] = "starttls"
+    smtp_username: str | None = Field(None, max_length=254)
+    smtp_password: SecretStr | None = None
+    tls_ca_file: str | None = None
+    inbound_public_key: str
+    default_subject: str = Field("Your message", min_length=1, max_length=200)
+    timeout_seconds: float = Field(15.0, gt=0, le=120)
+
+    @field_validator("inbound_public_key")
+    @classmethod
+    def _p256_key(cls, value: str) -> str:
+        _public_key(value)
+        return value
+
+
+def _public_key(encoded: str) -> ec.EllipticCurvePublicKey:
+    try:
+        key = load_der_public_key(base64.b64decode(encoded, validate=True))
+    except (binascii.Error, ValueError):
+        raise ValueError("inbound_public_key: not a base64 DER public key") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise ValueError("inbound_public_key: not an elliptic-curve key")
+    return key
+
+
+def load_config(config: Mapping[str, Any]) -> EmailConfig:
+    return validated_config(EmailConfig, config, "email")
+
+
+def classify(error: Exception) -> SendResult:
+    """SMTP's own rule: 5xx is final, 4xx is "try again later"; a refused login waits for an admin."""
+    code = getattr(error, "code", None)
+    reason = f"SMTP {code}: {getattr(error, 'message', '')}".strip() if code else type(error).__name__
+    if isinstance(error, aiosmtplib.SMTPRecipientsRefused) and error.recipients:
+        return classify(error.recipients[0])
+    if isinstance(error, aiosmtplib.SMTPAuthenticationError):
+        return SendResult(error=reason)
+    if isinstance(code, int) and 500 <= code < 600:
+        return SendResult(error=reason, permanent=True)
+    return SendResult(error=reason)
+
+
+def subject_for(message: OutboundMessage, default: str) -> str:
+    title = (message.reply_to_title or "").strip()
+    if not title:
+        return default
+    return title if title.lower().startswith("re:") else f"Re: {title}"
+
+
+class EmailAdapter:
+    name = "email"
+    capabilities = Capabilities(
+        attachments=True,
+        uploads_files=True,
+        max_attachment_bytes=20 * 1024 * 1024,
+        cites_latest_message=True,
+    )
+    config_model: ClassVar[type[BaseModel]] = EmailConfig
+    secret_fields: tuple[str, ...] = ("smtp_password",)
+
+    def prepare_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        cfg = load_config(config)
+        if cfg.smtp_username and cfg.smtp_password is None:
+            raise ValueError("invalid email config: smtp_password (a username needs its password)")
+        return revealed(cfg)
+
+    def recipient_error(self, recipient_id: str) -> str | None:
+        return (
+            None if ADDRESS.fullmatch(recipient_id) else "an e-mail recipient is an address (ada@example.com)"
+        )
+
+    def destination(self, config: Mapping[str, Any]) -> str:
+        return f"smtp:{config.get('smtp_host')}:{config.get('smtp_port', 587)}"
+
+    def _smtp(self, cfg: EmailConfig) -> dict[str, Any]:
+        context = ssl.create_default_context(cafile=cfg.tls_ca_file)
+        return {
+            "hostname": cfg.smtp_host,
+            "port": cfg.smtp_port,
+            "username": cfg.smtp_username,
+            "password": cfg.smtp_password.get_secret_value() if cfg.smtp_password else None,
+            "use_tls": cfg.security == "tls",
+            "start_tls": cfg.security == "starttls",  # required: no credentials or mail in clear
+            "tls_context": context,
+            "timeout": cfg.timeout_seconds,
+        }
+
+    async def check(self, config: Mapping[str, Any]) -> CheckResult:
+        try:
+            cfg = load_config(config)
+            async with aiosmtplib.SMTP(**self._smtp(cfg)):
+                pass  # connecting is the check: TLS, then the login, and no mail
+        except (ValueError, OSError, aiosmtplib.SMTPException) as error:
+            return CheckResult(ok=False, detail=classify(error).error or type(error).__name__)
+        return CheckResult(ok=True, detail=f"{cfg.smtp_host} accepted the connection and the login")
+
+    def compose(self, cfg: EmailConfig, message: OutboundMessage) -> EmailMessage:
+        domain = cfg.from_address.rsplit("@", 1)[1]
+        mail = EmailMessage()
+        mail["From"] = formataddr((cfg.from_name or "", cfg.from_address))
+        mail["To"] = formataddr((message.recipient_name or "", message.recipient_id))
+        mail["Subject"] = subject_for(message, cfg.default_subject)
+        mail["Date"] = formatdate(usegmt=True)
+        mail["Message-ID"] = f"<{message.message_id}@{domain}>"
+        if message.reply_to_provider_message_id:
+            mail["In-Reply-To"] = f"<{message.reply_to_provider_message_id}>"
+            mail["References"] = f"<{message.reply_to_provider_message_id}>"
+        mail.set_content(message.text or "")
+        for file in message.files:
+            maintype, _, subtype = file.mime_type.partition("/")
+            mail.add_attachment(
+                file.content, maintype=maintype, subtype=subtype or "octet-stream", filename=file.name
+            )
+        return mail
+
+    async def send(self, config: Mapping[str, Any], message: OutboundMessage) -> SendResult:
+        try:
+            cfg = load_config(config)
+        except ValueError as error:
+            return SendResult(error=str(error), permanent=True)
+        mail = self.compose(cfg, message)
+        try:
+            await aiosmtplib.send(mail, **self._smtp(cfg))
+        except (OSError, aiosmtplib.SMTPException) as error:
+            return classify(error)
+        return SendResult(provider_message_id=f"{message.message_id}@{cfg.from_address.rsplit('@', 1)[1]}")
+
+    async def show_typing(
+        self, config: Mapping[str, Any], channel_id: str, recipient_id: str, typing: bool
+    ) -> None:
+        return None  # e-mail has no typing indicator
+
+    def verify(self, request: InboundRequest, config: Mapping[str, Any]) -> None:
+        signature, timestamp = request.headers.get(SIGNATURE_HEADER), request.headers.get(TIMESTAMP_HEADER)
+        if not signature or not timestamp:
+            raise SignatureError(f"missing {SIGNATURE_HEADER} or {TIMESTAMP_HEADER}")
+        if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > TOLERANCE_SECONDS:
+            raise SignatureError("the signature's timestamp is missing or too far from now")
+        try:
+            key = _public_key(str(config.get("inbound_public_key", "")))
+            key.verify(
+                base64.b64decode(signature, validate=True),
+                timestamp.encode() + request.raw_body,
+                ec.ECDSA(hashes.SHA256()),
+            )
+        except (ValueError, InvalidSignature):
+            raise SignatureError("the ECDSA signature does not match this body") from None
+
+    def parse(self, request: InboundRequest, config: Mapping[str, Any]) -> list[InboundEvent]:
+        fields, files = _form(request)
+        sender_name, sender = parseaddr(fields.get("from", ""))
+        if not ADDRESS.fullmatch(sender):
+            raise ValueError("from: not an e-mail address")
+        headers = BytesParser(policy=email.policy.default).parsebytes(
+            fields.get("headers", "").encode() + b"\r\n\r\n", headersonly=True
+        )
+        message_id = _bare_id(str(headers.get("Message-ID", ""))) or (
+            "sha256-" + hashlib.sha256(request.raw_body).hexdigest()
+        )
+        text = fields.get("text") or _text_of_html(fields.get("html", ""))
+        ours = str(config.get("from_address", "")).lower()
+        return [
+            InboundMessage(
+                sender_id=sender.lower(),
+                sender_name=sender_name or None,
+                text=without_quoted_history(text),
+                title=(fields.get("subject") or "").strip()[:500] or None,
+                event_id=message_id,
+                attachments=files,
+                is_echo=sender.lower() == ours,
+            )
+        ]
+
+
+def _form(request: InboundRequest) -> tuple[dict[str, str], tuple[Attachment, ...]]:
+    """The multipart/form-data fields, text as text and files as attachments with their bytes."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        raise ValueError("content-type: SendGrid Inbound Parse posts multipart/form-data")
+    envelope = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
+    form = BytesParser(policy=email.policy.HTTP).parsebytes(envelope + request.raw_body)
+    if not form.is_multipart():
+        raise ValueError("body: not a multipart form")
+    fields: dict[str, str] = {}
+    files: list[Attachment] = []
+    info = {}
+    for part in form.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            continue
+        payload = part.get_payload(decode=True)
+        content = payload if isinstance(payload, bytes) else b""
+        if part.get_filename() is not None and name.startswith("attachment"):
+            if len(files) >= MAX_FILES:
+                raise ValueError(f"attachments: more than {MAX_FILES} files")
+            files.append(
+                Attachment(
+                    url=f"email-part:{name}",
+                    friendly_name=part.get_filename(),
+                    mime_type=part.get_content_type(),
+                    size=len(content),
+                    content=content,
+                )
+            )
+        else:
+            fields[name] = content.decode(part.get_content_charset() or "utf-8", errors="replace")
+    if "attachment-info" in fields:
+        try:
+            info = json.loads(fields["attachment-info"])
+        except ValueError:
+            raise ValueError("attachment-info: not JSON") from None
+    named = {f"email-part:{key}": value for key, value in info.items()} if isinstance(info, dict) else {}
+    return fields, tuple(_with_info(a, named.get(a.url)) for a in files)
+
+
+def _with_info(attachment: Attachment, info: Any) -> Attachment:
+    """SendGrid's `attachment-info` gives the sender's own file name and type where the part lacks them."""
+    if not isinstance(info, dict):
+        return attachment
+    name = info.get("filename") or info.get("name") or attachment.friendly_name
+    mime = info.get("type") or attachment.mime_type
+    return Attachment(attachment.url, name, mime, attachment.size, attachment.content)
+
+
+def _bare_id(value: str) -> str:
+    """A Message-ID without its angle brackets, as the relay stores provider ids."""
+    return value.strip().removeprefix("<").removesuffix(">").strip()
+
+
+def without_quoted_history(text: str) -> str:
+    """The customer's answer without the earlier messages a mail client quotes under it: cut at an
+    "On ... wrote:" line, or where only `>` lines remain."""
+    lines = text.replace("\r\n", "\n").split("\n")
+    for index, line in enumerate(lines):
+        rest = [other for other in lines[index + 1 :] if other.strip()]
+        if QUOTE_INTRO.match(line.strip()) or (
+            line.startswith(">") and all(other.startswith(">") for other in rest)
+        ):
+            return "\n".join(lines[:index]).strip() or text.strip()
+    return text.strip()
+
+
+class _TextOfHtml(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style"):
+            self._skip += 1
+        elif tag in ("br", "p", "div", "li", "tr"):
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style") and self._skip:
+            self._skip -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.parts.append(data)
+
+
+def _text_of_html(html: str) -> str:
+    """An HTML-only e-mail's words, for the agent (CXone is given plain text)."""
+    parser = _TextOfHtml()
+    parser.feed(html)
+    return re.sub(r"\n\s*\n+", "\n\n", "".join(parser.parts)).strip()
+
+
+def create_adapter(context: AdapterContext) -> EmailAdapter:
+    """Entry point (`byoc_relay.adapters`)."""
+    return EmailAdapter()
