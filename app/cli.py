@@ -69,7 +69,10 @@ def serve(
         from app.demo import schedule_demo_setup
 
         schedule_demo_setup(app)
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), proxy_headers=True)
+    # No access log: paths carry what logs must not (thread ids that are phone numbers, file-link keys).
+    uvicorn.run(
+        app, host=host, port=port, log_level=settings.log_level.lower(), proxy_headers=True, access_log=False
+    )
 
 
 @cli.command("worker")

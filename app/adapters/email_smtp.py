@@ -107,7 +107,8 @@ def load_config(config: Mapping[str, Any]) -> EmailConfig:
 def classify(error: Exception) -> SendResult:
     """SMTP's own rule: 5xx is final, 4xx is "try again later"; a refused login waits for an admin."""
     code = getattr(error, "code", None)
-    reason = f"SMTP {code}: {getattr(error, 'message', '')}".strip() if code else type(error).__name__
+    reason = f"SMTP {code}: {getattr(error, 'message', '')}" if code else f"{type(error).__name__}: {error}"
+    reason = reason.strip()[:300]
     if isinstance(error, aiosmtplib.SMTPRecipientsRefused) and error.recipients:
         return classify(error.recipients[0])
     if isinstance(error, aiosmtplib.SMTPAuthenticationError):
