@@ -14,9 +14,14 @@ and `-Timestamp`; the relay checks it with the policy's public key and refuses c
 minutes. The event id is the e-mail's `Message-ID`, the quoted history under the customer's answer is
 cut, and the subject becomes the CXone message title.
 
+Receipts: when the SMTP server is SendGrid's, its signed Event Webhook may post to the same URL (a JSON
+array, signed the same way with `events_public_key`). `delivered`, `open`, `bounce` and `dropped` events
+find our message by `smtp-id` (our Message-ID) and become delivered, seen and failed.
+
 Channel config: `from_address`, optional `from_name`, `smtp_host`, `smtp_port`, `security`
 (`starttls` | `tls`), `smtp_username`, `smtp_password` (secret), optional `tls_ca_file` (a private CA),
-`inbound_public_key` (SendGrid's verification key, base64 DER), `default_subject`, `timeout_seconds`.
+`inbound_public_key` (SendGrid's verification key, base64 DER), optional `events_public_key`,
+`default_subject`, `timeout_seconds`.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from app.adapters.base import (
     Attachment,
     Capabilities,
     CheckResult,
+    DeliveryReceipt,
     InboundEvent,
     InboundMessage,
     InboundRequest,
@@ -80,13 +86,15 @@ class EmailConfig(BaseModel):
     smtp_password: SecretStr | None = None
     tls_ca_file: str | None = None
     inbound_public_key: str
+    events_public_key: str | None = None
     default_subject: str = Field("Your message", min_length=1, max_length=200)
     timeout_seconds: float = Field(15.0, gt=0, le=120)
 
-    @field_validator("inbound_public_key")
+    @field_validator("inbound_public_key", "events_public_key")
     @classmethod
-    def _p256_key(cls, value: str) -> str:
-        _public_key(value)
+    def _p256_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            _public_key(value)
         return value
 
 
@@ -94,9 +102,9 @@ def _public_key(encoded: str) -> ec.EllipticCurvePublicKey:
     try:
         key = load_der_public_key(base64.b64decode(encoded, validate=True))
     except (binascii.Error, ValueError):
-        raise ValueError("inbound_public_key: not a base64 DER public key") from None
+        raise ValueError("not a base64 DER public key") from None
     if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise ValueError("inbound_public_key: not an elliptic-curve key")
+        raise ValueError("not an elliptic-curve key")
     return key
 
 
@@ -131,6 +139,8 @@ class EmailAdapter:
         attachments=True,
         uploads_files=True,
         max_attachment_bytes=20 * 1024 * 1024,
+        delivery_receipts=True,  # through SendGrid's Event Webhook, where the SMTP server is SendGrid's
+        read_receipts=True,
         cites_latest_message=True,
     )
     config_model: ClassVar[type[BaseModel]] = EmailConfig
@@ -215,7 +225,8 @@ class EmailAdapter:
         if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > TOLERANCE_SECONDS:
             raise SignatureError("the signature's timestamp is missing or too far from now")
         try:
-            key = _public_key(str(config.get("inbound_public_key", "")))
+            events = _is_json(request) and config.get("events_public_key")
+            key = _public_key(str(events or config.get("inbound_public_key", "")))
             key.verify(
                 base64.b64decode(signature, validate=True),
                 timestamp.encode() + request.raw_body,
@@ -225,6 +236,8 @@ class EmailAdapter:
             raise SignatureError("the ECDSA signature does not match this body") from None
 
     def parse(self, request: InboundRequest, config: Mapping[str, Any]) -> list[InboundEvent]:
+        if _is_json(request):
+            return _receipts(request.raw_body)
         fields, files = _form(request)
         sender_name, sender = parseaddr(fields.get("from", ""))
         if not ADDRESS.fullmatch(sender):
@@ -248,6 +261,45 @@ class EmailAdapter:
                 is_echo=sender.lower() == ours,
             )
         ]
+
+
+def _is_json(request: InboundRequest) -> bool:
+    return request.headers.get("content-type", "").startswith("application/json")
+
+
+RECEIPTS: dict[str, Literal["delivered", "seen", "failed"]] = {
+    "delivered": "delivered",
+    "open": "seen",
+    "bounce": "failed",
+    "dropped": "failed",
+}
+
+
+def _receipts(raw_body: bytes) -> list[InboundEvent]:
+    """SendGrid Event Webhook events about our mail, as receipts; the others (processed, deferred,
+    click...) are not news to CXone."""
+    try:
+        events = json.loads(raw_body)
+    except (ValueError, RecursionError):
+        raise ValueError("body: not valid JSON") from None
+    if not isinstance(events, list) or not all(isinstance(event, dict) for event in events):
+        raise ValueError("body: SendGrid posts a JSON array of events")
+    receipts: list[InboundEvent] = []
+    for event in events:
+        status = RECEIPTS.get(str(event.get("event")))
+        smtp_id, event_id = event.get("smtp-id"), event.get("sg_event_id")
+        if status is None or not isinstance(smtp_id, str) or not isinstance(event_id, str):
+            continue
+        reason = event.get("reason") if status == "failed" else None
+        receipts.append(
+            DeliveryReceipt(
+                provider_message_id=_bare_id(smtp_id),
+                status=status,
+                reason=str(reason)[:500] if reason else None,
+                event_id=event_id,
+            )
+        )
+    return receipts
 
 
 def _form(request: InboundRequest) -> tuple[dict[str, str], tuple[Attachment, ...]]:

@@ -12,7 +12,7 @@ from app.adapters.base import MediaUnavailable, OutboundMessage
 from app.adapters.registry import AdapterRegistry
 from app.cxone.client import EndUserIdentity, MessageContent, MessageThread, NewMessage
 from app.cxone.errors import DfoAuthError, DfoError, DfoNotFound, DfoRateLimited, is_retryable
-from app.delivery.attachments import AttachmentRelay
+from app.delivery.attachments import AttachmentRelay, ForCxone
 from app.delivery.kinds import (
     CREATE_IN_CXONE,
     SEND_TO_PROVIDER,
@@ -208,11 +208,11 @@ class DeliveryHandlers:
         self, integration: Integration, channel: Channel, message: Message, thread: Thread
     ) -> Outcome:
         cxone = self._gateway.client_for(integration)
-        adapter = self._registry.get(channel.adapter)
+        files = ForCxone([], [])
         try:
-            files = await self._attachments.for_cxone(
-                cxone, adapter, channel_config(channel, self._box), message
-            )
+            if message.attachments:  # the channel's credentials are opened only for a file to fetch
+                adapter, config = self._registry.get(channel.adapter), channel_config(channel, self._box)
+                files = await self._attachments.for_cxone(cxone, adapter, config, message)
         except MediaUnavailable as error:
             return Outcome(
                 "retry", error=f"Attachment: {error.reason}.", error_class="attachment_unavailable"

@@ -17,19 +17,28 @@ from app.services.files import load
 router = APIRouter(tags=["files"])
 
 
+def _shown_inline(mime_type: str) -> bool:
+    """Pictures, sound, video and PDF open in the browser; anything else (HTML, SVG...) is a download."""
+    return mime_type == "application/pdf" or (
+        mime_type.split("/")[0] in ("image", "audio", "video") and mime_type != "image/svg+xml"
+    )
+
+
 @router.get("/files/{file_id}/{key}/{name}", response_class=Response)
 async def download(file_id: str, key: str, name: str, runtime: RuntimeDep) -> Response:
-    if not runtime.file_links.opens(file_id, key):
-        raise ApiError(404, "file_not_found", "No file is kept under this link, or it has expired.")
-    async with runtime.reads() as session:
-        stored = await load(session, file_id, utcnow())
+    stored = None
+    if runtime.file_links.opens(file_id, key):
+        async with runtime.reads() as session:
+            stored = await load(session, file_id, utcnow())
     if stored is None:
         raise ApiError(404, "file_not_found", "No file is kept under this link, or it has expired.")
+    disposition = "inline" if _shown_inline(stored.mime_type) else "attachment"
     return Response(
         stored.content,
         media_type=stored.mime_type,
         headers={
-            "content-disposition": f"inline; filename*=UTF-8''{quote(stored.name)}",
+            "content-disposition": f"{disposition}; filename*=UTF-8''{quote(stored.name)}",
+            "content-security-policy": "sandbox; default-src 'none'",  # never a page of our origin
             "x-content-type-options": "nosniff",
             "cache-control": "private, max-age=3600",
         },

@@ -1,5 +1,6 @@
-"""SendGrid's Inbound Parse webhook as a fake: each e-mail posted as multipart/form-data with SendGrid's
-field names, signed the way a signature security policy signs it (ECDSA P-256 over timestamp + body)."""
+"""SendGrid's webhooks as a fake: each inbound e-mail posted as multipart/form-data with Inbound Parse's
+field names, and Event Webhook events as a JSON array, both signed the way SendGrid signs them (ECDSA
+P-256 over timestamp + body)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,23 @@ class FakeInboundParse:
             "x-twilio-email-event-webhook-signature": base64.b64encode(signature).decode(),
             "x-twilio-email-event-webhook-timestamp": stamp,
         }
+
+    def events(self, *events: tuple[str, str]) -> tuple[bytes, dict[str, str]]:
+        """Event Webhook events, each an (event, smtp-id) pair, about mail sent through SendGrid's SMTP."""
+        body = json.dumps(
+            [
+                {
+                    "email": "ada@mail.example",
+                    "timestamp": int(time.time()),
+                    "smtp-id": smtp_id,
+                    "event": event,
+                    "sg_event_id": uuid.uuid4().hex,
+                    "sg_message_id": f"{uuid.uuid4().hex}.filter0001",
+                }
+                for event, smtp_id in events
+            ]
+        ).encode()
+        return body, {"content-type": "application/json", **self.sign(body)}
 
     def email(
         self,

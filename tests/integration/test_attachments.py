@@ -179,3 +179,28 @@ async def test_an_agents_file_too_large_or_gone_fails_the_reply_with_the_reason(
     assert provider.attempts == []
     dead = await rows(stack, Delivery, Delivery.status == "dead")
     assert len(dead) == 2
+
+
+async def test_a_relay_link_never_serves_a_page_of_our_origin(
+    stack: Stack, wired: Wired, admin_headers: dict[str, str]
+) -> None:
+    channel_id, provider = await webhook_channel(stack, admin_headers, wired)
+    page = b"<script>fetch('/api/v1/channels')</script>"
+    answer = await stack.simulator.send_agent_reply(
+        channel_id=channel_id,
+        text="Two files",
+        recipients=[{"idOnExternalPlatform": CUSTOMER_ID}],
+        attachments=[
+            {"url": stack.simulator.host_file(page, "text/html"), "friendlyName": "page.html"},
+            {"url": stack.simulator.host_file(pdf(100), "application/pdf"), "friendlyName": "doc.pdf"},
+        ],
+    )
+    assert answer.status == 200
+    await eventually(lambda: all_delivered(stack))
+    [delivered] = [attempt.body for attempt in provider.attempts if attempt.status == 200]
+    html, document = [await stack.relay.get(offered["url"]) for offered in delivered["attachments"]]
+    assert html.headers["content-disposition"].startswith("attachment;")
+    assert document.headers["content-disposition"].startswith("inline;")
+    for served in (html, document):
+        assert served.headers["content-security-policy"] == "sandbox; default-src 'none'"
+        assert served.headers["x-content-type-options"] == "nosniff"

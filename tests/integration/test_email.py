@@ -1,7 +1,8 @@
 """email end to end: a real SMTP server with STARTTLS and AUTH on a local port, and SendGrid's signed
-Inbound Parse webhook. A customer's e-mail with a file reaches CXone (subject as title, quoted history
-cut, the file as a CXone attachment); the agent's reply goes out threaded under it with its file; SMTP
-answers decide between retry and dead; forged, resent and echoed e-mails are handled."""
+Inbound Parse and Event webhooks. A customer's e-mail with a file reaches CXone (subject as title, quoted
+history cut, the file as a CXone attachment); the agent's reply goes out threaded under it with its file,
+and its receipts come back; SMTP answers decide between retry and dead; forged, resent and echoed e-mails
+are handled."""
 
 from __future__ import annotations
 
@@ -112,6 +113,17 @@ async def test_an_email_thread_both_ways_with_files(
         "application/pdf",
         label,
     )
+
+    # SendGrid's Event Webhook reports the reply delivered, then opened: CXone hears both.
+    for event in ("processed", "delivered", "open"):
+        receipt_body, receipt_headers = sendgrid.events((event, mail["Message-ID"]))
+        receipt = await stack.relay.post(
+            f"/webhooks/email/{channel_id}", content=receipt_body, headers=receipt_headers
+        )
+        assert receipt.status_code == 200, receipt.text
+        await stack.settle()
+    assert reply.message is not None
+    assert [h["status"] for h in reply.message.status_history] == ["delivered", "seen"]
 
     # Our own reply, copied back to the inbound address, is an echo; a forged e-mail is refused.
     echo_body, echo_headers, _ = sendgrid.email(
