@@ -67,7 +67,9 @@ def build_runtime(
     )
     config = ConfigCache(reads, settings.config_cache_seconds)
     file_links = FileLinks(settings.secret_key, settings.public_url or DEFAULT_PUBLIC_URL)
-    attachments = AttachmentRelay(sessions, http, file_links, file_policy(settings))
+    attachments = AttachmentRelay(
+        sessions, http, file_links, file_policy(settings), crash_at=settings.crash_at
+    )
     handlers = DeliveryHandlers(
         reads,
         registry=registry,

@@ -17,6 +17,7 @@ from sqlalchemy import Table, bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.adapters.base import Attachment, ChannelAdapter, MediaUnavailable, OutboundFile
+from app.crashpoints import crash_point
 from app.cxone.client import Attachment as CxoneAttachment
 from app.cxone.client import DfoClient
 from app.db import session_scope
@@ -52,11 +53,14 @@ class AttachmentRelay:
         http: httpx.AsyncClient,
         links: FileLinks,
         files: FilePolicy,
+        *,
+        crash_at: str = "",
     ) -> None:
         self._writes = writes
         self._http = http
         self._links = links
         self._files = files
+        self._crash_at = crash_at
 
     async def for_cxone(
         self, cxone: DfoClient, adapter: ChannelAdapter, config: dict[str, Any], message: Message
@@ -150,6 +154,7 @@ class AttachmentRelay:
             stored = keep(session, fetched, retention=self._files.retention)
             entry["fileId"] = stored.id
             await session.execute(_SET_ATTACHMENTS, {"m_id": message.id, "entries": entries})
+        crash_point(self._crash_at, "attachment.after_keep")
         message.attachments = entries
         return stored
 

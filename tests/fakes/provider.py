@@ -168,6 +168,7 @@ class FakeProvider:
             "duplicates": self.duplicates,
             "rejected": self.rejected,
             "delivered_ids_count": len(self._provider_ids),
+            "file_downloads": self.downloads,
             "per_second": dict(sorted(per_second.items())),
         }
 
@@ -298,7 +299,7 @@ class FakeProvider:
         try:
             command = json.loads(await request.body())
             if not isinstance(command, dict) or len(command) != 1:
-                raise ValueError("send exactly one of fail_next, outage, fail_ratio, latency, reset")
+                raise ValueError("send exactly one of fail_next, outage, fail_ratio, latency, file, reset")
             ((key, value),) = command.items()
             if key == "fail_next":
                 self.fail_next(**value)
@@ -308,6 +309,8 @@ class FakeProvider:
                 self.fail_ratio(**value)
             elif key == "latency":
                 self.latency(float(value))
+            elif key == "file":  # a file to serve at /files/{name}, of `size` bytes
+                self.files[str(value["name"])] = bytes(index % 251 for index in range(int(value["size"])))
             elif key == "reset" and value is True:
                 self.reset()
             else:

@@ -213,6 +213,7 @@ async def seed_replies(
     threads: int,
     per_thread: int,
     batch: int = 500,
+    attachments: list[dict[str, str]] | None = None,
 ) -> list[str]:
     """Agent replies stored through the relay's own use case, as the box stores them; returns their ids in
     the order they were accepted (thread by thread interleaved, like concurrent conversations)."""
@@ -231,6 +232,7 @@ async def seed_replies(
                         "thread": {"idOnExternalPlatform": f"conv-{thread_no}"},
                         "messageContent": {"type": "TEXT", "payload": {"text": f"{thread_no}:{n}"}},
                         "endUserRecipients": [{"idOnExternalPlatform": f"user-{thread_no}"}],
+                        "attachments": attachments or [],
                     }
                 ),
                 request_key=None,

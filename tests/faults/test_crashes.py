@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import ColumnElement, func, select
 
 from app.main import build_runtime
-from app.models import Delivery, DeliveryAttempt, Destination, Message
+from app.models import Delivery, DeliveryAttempt, Destination, Message, StoredFile
 from app.runtime import Runtime
 from app.schemas.deliveries import DestinationUpdate
 from app.services.deliveries import update_destination
@@ -279,3 +279,32 @@ async def test_a_crash_between_the_send_and_its_record_is_resent_without_a_secon
         stats = provider_stats(platform.url)
     assert sorted(delivered) == sorted(ids)  # each exactly once at the platform
     assert stats["duplicates"] >= 1  # the resend happened, and was recognised by its idempotency key
+
+
+async def test_a_crash_after_an_agents_file_is_kept_sends_it_without_fetching_it_again(
+    runtime: Runtime, database_url: str, tmp_path: Path
+) -> None:
+    with processes() as started:
+        platform = await start_platform(started, tmp_path, runtime)
+        async with httpx.AsyncClient() as http:
+            served = {"file": {"name": "label.pdf", "size": 50_000}}
+            assert (await http.post(f"{platform.url}/_fake/behaviour", json=served)).status_code == 200
+        attachment = {"url": f"{platform.url}/files/label.pdf", "friendlyName": "label.pdf"}
+        ids = await seed_replies(
+            runtime,
+            platform.integration,
+            platform.channel.id,
+            threads=1,
+            per_thread=1,
+            attachments=[attachment],
+        )
+        env = process_env(database_url)
+        crashing = start_worker(started, tmp_path, {**env, "BYOC_CRASH_AT": "attachment.after_keep"})
+        assert crashing.process.wait(timeout=30) == 137  # died with the file kept, before sending
+        async with runtime.reads() as session:
+            assert await session.scalar(select(func.count()).select_from(StoredFile)) == 1
+        start_worker(started, tmp_path, env)
+        await settled(runtime, Delivery.status == "delivered", len(ids), within=30)
+        stats = provider_stats(platform.url)
+    assert stats["deliveries"] == 1
+    assert stats["file_downloads"] == 1  # the second worker sent the kept bytes' link, not a new fetch
