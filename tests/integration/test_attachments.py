@@ -22,6 +22,7 @@ from tests.conftest import (
     webhook_channel,
 )
 from tests.fakes.provider import FakeProvider
+from tests.fakes.sendgrid import FakeInboundParse
 
 CAP = 4096
 CUSTOMER_ID = "cust-42"
@@ -29,7 +30,9 @@ CUSTOMER_ID = "cust-42"
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return make_settings(database_url, max_attachment_bytes=CAP, **FAST_RETRIES)
+    return make_settings(
+        database_url, max_attachment_bytes=CAP, max_webhook_body_bytes=4 * CAP, **FAST_RETRIES
+    )
 
 
 def pdf(size: int) -> bytes:
@@ -204,3 +207,57 @@ async def test_a_relay_link_never_serves_a_page_of_our_origin(
     for served in (html, document):
         assert served.headers["content-security-policy"] == "sandbox; default-src 'none'"
         assert served.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_a_webhook_body_over_its_cap_is_refused_before_anything_is_written(
+    stack: Stack, wired: Wired, admin_headers: dict[str, str]
+) -> None:
+    channel_id, provider = await webhook_channel(stack, admin_headers, wired)
+    body = provider.message_event("e1", CUSTOMER_ID, "x" * (4 * CAP))
+    answer = await stack.relay.post(
+        f"/webhooks/webhook/{channel_id}", content=body, headers=provider.signed_headers(body)
+    )
+    assert answer.status_code == 413
+    assert answer.json()["code"] == "payload_too_large"
+    assert await rows(stack, Message) == []
+
+
+async def test_an_emailed_file_over_the_cap_is_refused_where_it_arrives_and_the_email_still_comes(
+    stack: Stack, wired: Wired, admin_headers: dict[str, str]
+) -> None:
+    sendgrid = FakeInboundParse()
+    created = await stack.relay.post(
+        "/api/v1/channels",
+        headers=admin_headers,
+        json={
+            "integration_id": wired.integration["id"],
+            "name": "E-mail",
+            "adapter": "email",
+            "config": {
+                "from_address": "support@shop.example",
+                "smtp_host": "smtp.shop.example",
+                "inbound_public_key": sendgrid.public_key,
+            },
+        },
+    )
+    assert created.status_code == 201, created.text
+    channel_id = created.json()["id"]
+    body, headers, _ = sendgrid.email(
+        sender="ada@mail.example",
+        to="support@shop.example",
+        subject="Two scans",
+        text="Both pages",
+        files=[("page1.pdf", "application/pdf", pdf(CAP)), ("page2.pdf", "application/pdf", pdf(CAP + 1))],
+    )
+    answer = await stack.relay.post(f"/webhooks/email/{channel_id}", content=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    await eventually(lambda: all_delivered(stack))
+    assert cxone_messages(stack, channel_id) == [
+        (
+            "Both pages\n"
+            "[File “page2.pdf” not forwarded: page2.pdf is 4,097 bytes; at most 4,096 bytes is accepted]",
+            [pdf(CAP)],
+        )
+    ]
+    kept = await rows(stack, StoredFile)
+    assert [(f.name, f.size) for f in kept] == [("page1.pdf", CAP)]  # the refused one was never stored
