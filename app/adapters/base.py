@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol, TypeVar
+from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
@@ -214,6 +214,7 @@ class ChannelAdapter(Protocol):
         ...
 
 
+@runtime_checkable
 class FetchesMedia(Protocol):
     """Optional: an adapter whose inbound files need credentials or a look-up to fetch (a media id, a
     file id). Without it the relay fetches `Attachment.url` with a plain GET."""

@@ -185,14 +185,13 @@ class EmailAdapter:
     def compose(self, cfg: EmailConfig, message: OutboundMessage) -> EmailMessage:
         domain = cfg.from_address.rsplit("@", 1)[1]
         mail = EmailMessage()
-        mail["From"] = formataddr((cfg.from_name or "", cfg.from_address))
-        mail["To"] = formataddr((message.recipient_name or "", message.recipient_id))
-        mail["Subject"] = subject_for(message, cfg.default_subject)
+        mail["From"] = formataddr((_one_line(cfg.from_name), cfg.from_address))
+        mail["To"] = formataddr((_one_line(message.recipient_name), message.recipient_id))
+        mail["Subject"] = _one_line(subject_for(message, cfg.default_subject))
         mail["Date"] = formatdate(usegmt=True)
         mail["Message-ID"] = f"<{message.message_id}@{domain}>"
         if message.reply_to_provider_message_id:
-            mail["In-Reply-To"] = f"<{message.reply_to_provider_message_id}>"
-            mail["References"] = f"<{message.reply_to_provider_message_id}>"
+            mail["In-Reply-To"] = mail["References"] = f"<{_one_line(message.reply_to_provider_message_id)}>"
         mail.set_content(message.text or "")
         for file in message.files:
             maintype, _, subtype = file.mime_type.partition("/")
@@ -261,6 +260,11 @@ class EmailAdapter:
                 is_echo=sender.lower() == ours,
             )
         ]
+
+
+def _one_line(value: str | None) -> str:
+    """A header value from outside (a customer's subject, a display name) can never start a new header."""
+    return " ".join((value or "").split())
 
 
 def _is_json(request: InboundRequest) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import mimetypes
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,7 +21,7 @@ import httpx
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.adapters.base import Attachment, MediaUnavailable
+from app.adapters.base import Attachment, FetchesMedia, MediaUnavailable
 from app.config import Settings
 from app.models import StoredFile
 from app.models.base import new_uuid, utcnow
@@ -113,7 +114,7 @@ async def fetch_capped(
 
 
 async def fetch_attachment(
-    http: httpx.AsyncClient, adapter: object, config: dict[str, object], attachment: Attachment, *, limit: int
+    http: httpx.AsyncClient, adapter: object, config: Mapping[str, Any], attachment: Attachment, *, limit: int
 ) -> Fetched:
     """A customer's file, from the webhook itself or from the provider (through the adapter's
     `media_request` where it has one). A declared size over the cap is refused before any download."""
@@ -124,9 +125,8 @@ async def fetch_attachment(
         if len(attachment.content) > limit:
             raise FileTooLarge(name, limit, len(attachment.content))
         return Fetched(name, _mime(attachment.mime_type, None, name), attachment.content)
-    media_request = getattr(adapter, "media_request", None)
-    if media_request is not None:
-        request = await media_request(config, attachment)
+    if isinstance(adapter, FetchesMedia):
+        request = await adapter.media_request(config, attachment)
     else:
         request = http.build_request("GET", attachment.url)
     return await fetch_capped(http, request, limit=limit, name=name, mime_type=attachment.mime_type)

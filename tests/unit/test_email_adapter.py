@@ -128,3 +128,20 @@ async def test_a_server_without_starttls_gets_no_mail_and_no_password(tmp_path: 
     assert not result.ok
     assert not result.permanent  # an admin can fix the server; the message waits
     assert "STARTTLS extension not supported" in (result.error or "")
+
+
+@given(name=st.text(max_size=60), title=st.text(max_size=120))
+def test_no_outside_text_can_add_a_header(name: str, title: str) -> None:
+    message = OutboundMessage(
+        "m1",
+        "c",
+        "t",
+        "ada@mail.example",
+        name,
+        "hi",
+        reply_to_provider_message_id="a\r\nBcc: x@evil.example",
+        reply_to_title=title,
+    )
+    mail = EmailAdapter().compose(load_config(CONFIG), message)
+    assert "Bcc" not in mail
+    assert all("\n" not in str(value) and "\r" not in str(value) for value in mail.values())
