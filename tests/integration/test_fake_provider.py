@@ -175,6 +175,7 @@ async def test_stats_and_deliveries_over_http(fake: FakeProvider, client: httpx.
         "duplicates": 1,
         "rejected": 1,
         "delivered_ids_count": 2,
+        "file_downloads": 0,
     }
     assert sum(stats["per_second"].values()) == 2
     assert all(abs(int(second) - time.time()) < 5 for second in stats["per_second"])
