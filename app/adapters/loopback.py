@@ -1,7 +1,8 @@
 """`loopback`: an in-process fake customer, so the whole relay loop runs with nothing external.
 
 It records every message it receives and answers like a customer: by script (the channel's
-`auto_reply` template, e.g. "Thanks, you said: {text}") or when asked through the API.
+`auto_reply` template, e.g. "Thanks, you said: {text}") or when asked through the API, which can also
+make its phone report a message delivered or read.
 """
 
 from __future__ import annotations
@@ -138,6 +139,13 @@ class LoopbackAdapter:
 
     def inbox(self, channel_id: str) -> list[ReceivedMessage]:
         return list(self._inbox.get(channel_id, []))
+
+    def received(self, channel_id: str, message_id: str) -> ReceivedMessage | None:
+        """A message the customer received, by our id or the loopback's own."""
+        for message in self._inbox.get(channel_id, []):
+            if message_id in (message.message_id, message.provider_message_id):
+                return message
+        return None
 
     async def drain(self) -> None:
         """Wait for scripted answers still on their way (tests, shutdown)."""

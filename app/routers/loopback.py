@@ -6,12 +6,19 @@ from dataclasses import asdict
 
 from fastapi import APIRouter
 
-from app.adapters.base import Attachment, InboundMessage
+from app.adapters.base import Attachment, DeliveryReceipt, InboundMessage
 from app.adapters.loopback import LoopbackAdapter
 from app.deps import Operator, RuntimeDep, Viewer
 from app.errors import ApiError
 from app.runtime import Runtime
-from app.schemas.loopback import CustomerMessageAccepted, CustomerMessageIn, LoopbackInbox, ReceivedMessageOut
+from app.schemas.loopback import (
+    CustomerMessageAccepted,
+    CustomerMessageIn,
+    CustomerReceiptAccepted,
+    CustomerReceiptIn,
+    LoopbackInbox,
+    ReceivedMessageOut,
+)
 from app.services.channels import get_channel
 
 router = APIRouter(prefix="/api/v1/loopback", tags=["loopback fake customer"])
@@ -61,4 +68,23 @@ async def inbox(channel_id: str, runtime: RuntimeDep, _: Viewer) -> LoopbackInbo
     return LoopbackInbox(
         channel_id=channel_id,
         messages=[ReceivedMessageOut(**asdict(m)) for m in adapter.inbox(channel_id)],
+    )
+
+
+@router.post("/{channel_id}/receipts", status_code=202, response_model=CustomerReceiptAccepted)
+async def customer_reports(
+    channel_id: str, data: CustomerReceiptIn, runtime: RuntimeDep, _: Operator
+) -> CustomerReceiptAccepted:
+    """The fake customer's phone reports a message delivered, read or failed, as a provider's status
+    webhook would: CXone's agent sees the message's status change."""
+    adapter = await _loopback(runtime, channel_id)
+    received = adapter.received(channel_id, data.message_id)
+    if received is None:
+        raise ApiError(404, "message_not_received", f"The customer received no message {data.message_id!r}.")
+    pid = received.provider_message_id
+    receipt = DeliveryReceipt(pid, data.status, data.reason, event_id=f"{pid}:{data.status}")
+    channel, _integration = await runtime.config.live_channel(channel_id)
+    await runtime.receive_events(channel, [receipt], wait=runtime.settings.inline_delivery_budget_seconds)
+    return CustomerReceiptAccepted(
+        message_id=received.message_id, provider_message_id=pid, status=data.status
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -47,3 +48,19 @@ class ReceivedMessageOut(BaseModel):
 class LoopbackInbox(BaseModel):
     channel_id: str
     messages: list[ReceivedMessageOut]
+
+
+class CustomerReceiptIn(BaseModel):
+    """The fake customer's phone reports a message it received: delivered, read, or failed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message_id: str = Field(min_length=1, max_length=200, description="Our message id or the loopback's own.")
+    status: Literal["delivered", "seen", "failed"]
+    reason: str | None = Field(None, max_length=500)
+
+
+class CustomerReceiptAccepted(BaseModel):
+    message_id: str
+    provider_message_id: str
+    status: str

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from app.adapters.loopback import LoopbackAdapter
 from app.models import Message, Thread
-from tests.conftest import Stack, Wired, box_headers, wire_integration
+from tests.conftest import Stack, Wired, box_headers, rows, wire_integration
 
 ISO_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 CUSTOMER = {"idOnExternalPlatform": "+15550100", "name": "Ada Lovelace"}
@@ -219,3 +219,35 @@ async def test_a_reply_names_the_provider_message_it_answers(
     assert [(m.text, m.reply_to) for m in loopback(stack).inbox(wired.channel_id)] == [
         ("On its way", "sms-9")
     ]
+
+
+async def test_the_loopback_customer_reports_a_reply_delivered_then_read_and_cxone_shows_it(
+    stack: Stack, wired: Wired, admin_headers: dict[str, str]
+) -> None:
+    reply = await stack.simulator.send_agent_reply(
+        channel_id=wired.channel_id, text="Your parcel ships today", recipients=[CUSTOMER]
+    )
+    assert reply.status == 200
+    await stack.settle()
+    [received] = loopback(stack).inbox(wired.channel_id)
+    for status, reference in (("delivered", received.provider_message_id), ("seen", received.message_id)):
+        answer = await stack.relay.post(
+            f"/api/v1/loopback/{wired.channel_id}/receipts",
+            headers=admin_headers,
+            json={"message_id": reference, "status": status},
+        )
+        assert answer.status_code == 202, answer.text
+        assert answer.json()["provider_message_id"] == received.provider_message_id
+        await stack.settle()
+    assert reply.message is not None
+    assert [h["status"] for h in reply.message.status_history] == ["delivered", "seen"]
+    [stored] = await rows(stack, Message, Message.direction == "outbound")
+    assert stored.status == "seen"
+
+    unknown = await stack.relay.post(
+        f"/api/v1/loopback/{wired.channel_id}/receipts",
+        headers=admin_headers,
+        json={"message_id": "never-sent", "status": "seen"},
+    )
+    assert unknown.status_code == 404
+    assert unknown.json()["code"] == "message_not_received"
