@@ -57,6 +57,10 @@ log = logging.getLogger("byoc.adapters.whatsapp_cloud")
 WA_ID = re.compile(r"^\+?[1-9][0-9]{6,14}$")
 MAX_TEXT = 4096
 MEDIA_KINDS = ("image", "document", "audio", "video", "sticker")
+FILES_AFTER_TEMPLATE = (
+    "WhatsApp's 24-hour window is closed: the approved template was sent in place of the text, but files "
+    "can only follow once the customer writes again"
+)
 WINDOW_CLOSED = 131047
 RETRYABLE_CODES = {4, 80007, 130429, 131000, 131016, 131048, 131056, 133004}
 CREDENTIAL_CODES = {190, 10, 200}
@@ -231,7 +235,10 @@ class WhatsAppCloudAdapter:
         if len(message.text) > MAX_TEXT:
             return SendResult(error=f"WhatsApp text is longer than {MAX_TEXT} characters", permanent=True)
         first_id: str | None = None
+        templated = False
         for item in ([message.text] if message.text else []) + list(message.files):
+            if templated:  # outside the window only the template may go: the files wait for the customer
+                return SendResult(error=FILES_AFTER_TEMPLATE, permanent=True)
             try:
                 if isinstance(item, str):
                     payload = self._text(message)
@@ -241,8 +248,10 @@ class WhatsAppCloudAdapter:
                         return classify(status, body)
                     payload = _media_message(message, item, str(body["id"]))
                 status, body = await self._post(cfg, payload)
-                if _error_code(body)[0] == WINDOW_CLOSED and (template := self._template(cfg, message)):
+                template = self._template(cfg, message) if message.text else None
+                if _error_code(body)[0] == WINDOW_CLOSED and template is not None:
                     status, body = await self._post(cfg, template)  # the 24-hour window is closed
+                    templated = True
             except httpx.TimeoutException as error:
                 return SendResult(error=f"timeout: {type(error).__name__}")
             except httpx.HTTPError as error:

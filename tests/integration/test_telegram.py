@@ -4,6 +4,12 @@ customer's message reaches CXone, and an update without the secret is refused.""
 
 from __future__ import annotations
 
+import json
+
+import httpx
+
+from app.adapters.base import InboundMessage, InboundRequest
+from app.adapters.telegram import TelegramAdapter
 from app.models import Delivery, Message
 from tests.conftest import Stack, Wired, rows
 from tests.fakes.telegram import FakeTelegram
@@ -127,3 +133,29 @@ async def test_a_blocked_bot_is_final_and_flood_control_is_retried(
     await stack.settle()
     pending = await rows(stack, Delivery, Delivery.status == "pending", Delivery.kind == "provider.send")
     assert [d.last_status_code for d in pending] == [429]
+
+
+def test_of_a_photo_the_largest_size_is_taken_and_a_voice_note_keeps_its_type() -> None:
+    sizes = [
+        {"file_id": f"p{width}", "width": width, "height": width, "file_size": width * 10}
+        for width in (90, 320, 1280)
+    ]
+    update = {
+        "update_id": 1,
+        "message": {
+            "message_id": 7,
+            "from": {"id": CHAT, "is_bot": False, "first_name": "Ada"},
+            "chat": {"id": CHAT, "type": "private"},
+            "photo": sizes,
+            "caption": "The box arrived like this",
+            "voice": {"file_id": "v1", "mime_type": "audio/ogg", "file_size": 4000, "duration": 3},
+        },
+    }
+    request = InboundRequest(json.dumps(update).encode(), {}, "https://relay.test/x")
+    [message] = TelegramAdapter(httpx.AsyncClient()).parse(request, {})
+    assert isinstance(message, InboundMessage)
+    assert message.text == "The box arrived like this"
+    assert [(a.url, a.friendly_name, a.mime_type, a.size) for a in message.attachments] == [
+        ("p1280", "photo.jpg", "image/jpeg", 12800),
+        ("v1", None, "audio/ogg", 4000),
+    ]

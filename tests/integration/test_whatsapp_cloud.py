@@ -147,3 +147,21 @@ async def test_files_both_ways_are_fetched_once_and_carried_as_files(
     assert graph.uploaded(document["document"]["id"]) == (PDF, "application/pdf", "signed.pdf")
     assert image["type"] == "image"
     assert graph.uploaded(image["image"]["id"]) == (photo, "image/png", "stamp.png")
+
+
+async def test_outside_the_window_the_template_goes_once_and_the_files_fail_with_the_reason(
+    stack: Stack, wired: Wired, admin_headers: dict[str, str]
+) -> None:
+    channel_id, graph, _ = await whatsapp_channel(stack, admin_headers, wired)
+    reply = await stack.simulator.send_agent_reply(
+        channel_id=channel_id,
+        text="Your contract",
+        recipients=[{"idOnExternalPlatform": CUSTOMER}],
+        attachments=[
+            {"url": stack.simulator.host_file(PDF, "application/pdf"), "friendlyName": "contract.pdf"}
+        ],
+    )
+    await stack.settle()
+    assert [sent["type"] for sent in graph.sent] == ["template"]  # once, never a second template
+    assert reply.status == 400
+    assert "files can only follow once the customer writes again" in reply.body["displayErrorMessage"]
