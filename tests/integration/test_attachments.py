@@ -5,11 +5,16 @@ link and offered to the platform as a link the relay serves, or refused with a r
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import update
 
 from app.config import Settings
+from app.delivery.kinds import CREATE_IN_CXONE
 from app.models import Delivery, Message, StoredFile
+from app.models.base import utcnow
 from app.services.files import prune
 from tests.conftest import (
     FAST_RETRIES,
@@ -261,3 +266,34 @@ async def test_an_emailed_file_over_the_cap_is_refused_where_it_arrives_and_the_
     ]
     kept = await rows(stack, StoredFile)
     assert [(f.name, f.size) for f in kept] == [("page1.pdf", CAP)]  # the refused one was never stored
+
+
+async def test_a_file_unreachable_for_fifteen_minutes_stops_holding_its_message_back(
+    stack: Stack, wired: Wired, admin_headers: dict[str, str]
+) -> None:
+    channel_id, provider = await webhook_channel(stack, admin_headers, wired)
+    event = {
+        "type": "message",
+        "id": "e1",
+        "from": {"id": CUSTOMER_ID},
+        "text": "See attached",
+        "attachments": [{"url": "http://files.down.test/scan.pdf", "name": "scan.pdf"}],
+    }
+    body = json.dumps(event).encode()
+    answer = await stack.relay.post(
+        f"/webhooks/webhook/{channel_id}", content=body, headers=provider.signed_headers(body)
+    )
+    assert answer.status_code == 200
+
+    async def retried() -> bool:
+        [delivery] = await rows(stack, Delivery, Delivery.kind == CREATE_IN_CXONE)
+        return delivery.attempts >= 2
+
+    await eventually(retried)
+    assert cxone_messages(stack, channel_id) == []  # still waiting for the file
+    async with stack.runtime.sessions() as session, session.begin():
+        await session.execute(update(Message).values(created_at=utcnow() - timedelta(minutes=16)))
+    await eventually(lambda: all_delivered(stack))
+    [(text, files)] = cxone_messages(stack, channel_id)
+    assert text.startswith("See attached\n[File “scan.pdf” not forwarded: the file could not be fetched (")
+    assert files == []
