@@ -67,9 +67,8 @@ def build_runtime(
     )
     config = ConfigCache(reads, settings.config_cache_seconds)
     file_links = FileLinks(settings.secret_key, settings.public_url or DEFAULT_PUBLIC_URL)
-    attachments = AttachmentRelay(
-        sessions, http, file_links, file_policy(settings), crash_at=settings.crash_at
-    )
+    files = file_policy(settings)
+    attachments = AttachmentRelay(sessions, http, file_links, files, crash_at=settings.crash_at)
     handlers = DeliveryHandlers(
         reads,
         registry=registry,
@@ -77,6 +76,7 @@ def build_runtime(
         credential_box=credential_box,
         config=config,
         attachments=attachments,
+        max_attempts=settings.retry_max_attempts,
     )
     worker = DeliveryWorker(
         queue,
@@ -100,6 +100,7 @@ def build_runtime(
         http=http,
         config=config,
         file_links=file_links,
+        files=files,
     )
     worker.set_housekeeping(runtime.housekeeping)
     for name in registry.names():

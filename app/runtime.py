@@ -22,7 +22,7 @@ from app.models import Channel, Message
 from app.security import CredentialBox
 from app.services.config_cache import ConfigCache
 from app.services.cxone import CxoneGateway
-from app.services.files import FileLinks, FilePolicy, file_policy
+from app.services.files import FileLinks, FilePolicy
 from app.services.files import prune as prune_files
 from app.services.idempotency import prune as prune_idempotency_keys
 from app.services.integrations import prune_box_tokens
@@ -58,12 +58,11 @@ class Runtime:
     http: httpx.AsyncClient
     config: ConfigCache
     file_links: FileLinks
+    files: FilePolicy
     intake: GroupCommit[Unit, Intaken] = field(init=False)
-    files: FilePolicy = field(init=False)
 
     def __post_init__(self) -> None:
         self.intake = GroupCommit(self.sessions, self._store)
-        self.files = file_policy(self.settings)
 
     async def _store(self, session: AsyncSession, units: list[Unit]) -> list[Intaken]:
         """One group commit's worth of messages; their outbox rows are claimed here as they are written."""

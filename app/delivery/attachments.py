@@ -9,7 +9,7 @@ transaction, so an attempt that fails or a process that dies resumes where the l
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import httpx
@@ -31,6 +31,7 @@ from app.services.files import (
     fetch_attachment,
     fetch_capped,
     file_name,
+    get_request,
     keep,
     load,
 )
@@ -63,17 +64,24 @@ class AttachmentRelay:
         self._crash_at = crash_at
 
     async def for_cxone(
-        self, cxone: DfoClient, adapter: ChannelAdapter, config: dict[str, Any], message: Message
+        self,
+        cxone: DfoClient,
+        adapter: ChannelAdapter,
+        config: dict[str, Any],
+        message: Message,
+        *,
+        last_try: bool = False,
     ) -> ForCxone:
         """A customer's files as CXone temporary attachments. A file too large or gone for good becomes a
-        note to the agent; a provider or CXone hiccup raises (MediaUnavailable, DfoError), to be retried."""
+        note to the agent; a provider or CXone hiccup raises (MediaUnavailable, DfoError), to be retried,
+        until FETCH_PATIENCE has passed or this is the delivery's last try: the file is then given up."""
         entries = [dict(entry) for entry in message.attachments]
         ready: list[CxoneAttachment] = []
         notes: list[str] = []
         for entry in entries:
             name = entry.get("friendlyName") or file_name(None, entry.get("url", ""), entry.get("mimeType"))
             if not _fresh(entry):
-                stored = await self._kept_or_fetched(adapter, config, message, entries, entry, name)
+                stored = await self._kept_or_fetched(adapter, config, message, entries, entry, name, last_try)
                 if stored is not None:
                     uploaded = await cxone.create_temporary_attachment(stored.content, stored.mime_type)
                     expires = uploaded.expire_at or utcnow() + timedelta(hours=1)
@@ -93,6 +101,7 @@ class AttachmentRelay:
         entries: list[dict[str, Any]],
         entry: dict[str, Any],
         name: str,
+        last_try: bool,
     ) -> StoredFile | None:
         if "refused" in entry:
             return None
@@ -112,7 +121,7 @@ class AttachmentRelay:
         except FileTooLarge as error:
             entry["refused"] = str(error)
         except MediaUnavailable as error:
-            if not error.permanent and utcnow() - message.created_at < FETCH_PATIENCE:
+            if not (error.permanent or last_try or utcnow() - message.created_at >= FETCH_PATIENCE):
                 raise
             entry["refused"] = error.reason  # the message itself must not wait for it any longer
         else:
@@ -136,7 +145,7 @@ class AttachmentRelay:
                     stored = await load(session, entry["fileId"])
             if stored is None:
                 name = file_name(entry.get("friendlyName"), entry["url"], None)
-                request = self._http.build_request("GET", entry["url"])
+                request = get_request(self._http, entry["url"])
                 fetched = await fetch_capped(self._http, request, limit=limit, name=name)
                 stored = await self._keep(message, entries, entry, fetched)
             elif stored.size > limit:
@@ -174,4 +183,6 @@ def _fresh(entry: dict[str, Any]) -> bool:
     if "cxoneUrl" not in entry:
         return False
     expires = datetime.fromisoformat(entry["cxoneExpireAt"])
+    if expires.tzinfo is None:
+        expires = expires.replace(tzinfo=UTC)  # CXone's time without an offset is UTC
     return expires - UPLOAD_MARGIN > utcnow()

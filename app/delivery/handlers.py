@@ -61,9 +61,11 @@ class DeliveryHandlers:
         credential_box: CredentialBox,
         config: ConfigCache,
         attachments: AttachmentRelay,
+        max_attempts: int,
     ) -> None:
         self._sessions = sessions
         self._attachments = attachments
+        self._max_attempts = max_attempts
         self._config = config
         self._registry = registry
         self._gateway = gateway
@@ -74,7 +76,7 @@ class DeliveryHandlers:
             # Claimed as it was stored: the message and thread are at hand, and plain sends do not expire.
             message, thread = claim.loaded
             channel, integration = await self._config.channel(message.channel_id)
-            return await self._perform(claim.kind, {}, channel, integration, message, thread)
+            return await self._perform(claim, {}, channel, integration, message, thread)
         async with self._sessions() as session:
             row = (
                 await session.execute(
@@ -97,17 +99,18 @@ class DeliveryHandlers:
         if opted_out is not None and delivery.kind == SEND_TO_PROVIDER:
             # Queued before the customer opted out: it must not go now.
             return Outcome("dead", error=f"The customer opted out ({opted_out}) after this was queued.")
-        return await self._perform(delivery.kind, delivery.payload, channel, integration, message, thread)
+        return await self._perform(claim, delivery.payload, channel, integration, message, thread)
 
     async def _perform(
         self,
-        kind: str,
+        claim: Claim,
         payload: dict[str, Any],
         channel: Channel,
         integration: Integration,
         message: Message | None,
         thread: Thread | None,
     ) -> Outcome:
+        kind = claim.kind
         if kind == SEND_TO_PROVIDER:
             assert message is not None
             assert thread is not None
@@ -121,7 +124,8 @@ class DeliveryHandlers:
         if kind == CREATE_IN_CXONE:
             assert message is not None
             assert thread is not None
-            return await self._create_in_cxone(integration, channel, message, thread)
+            last_try = claim.attempt >= self._max_attempts
+            return await self._create_in_cxone(integration, channel, message, thread, last_try)
         if kind == STATUS_TO_CXONE:
             assert message is not None
             return await self._status_to_cxone(integration, channel, message, payload)
@@ -148,11 +152,12 @@ class DeliveryHandlers:
             links, files = await self._attachments.for_provider(adapter, message)
         except FileTooLarge as error:
             return Outcome("dead", error=f"Attachment refused: {error}.", error_class="attachment_too_large")
-        except MediaUnavailable as error:
+        except MediaUnavailable as error:  # CXone's file link, not the provider: no breaker opens for it
             return Outcome(
                 "dead" if error.permanent else "retry",
                 error=f"Attachment: {error.reason}.",
                 error_class="attachment_unavailable",
+                blames_destination=False,
             )
         reply_to, reply_title = await self._answered(message, adapter.capabilities.cites_latest_message)
         result = await adapter.send(
@@ -205,17 +210,20 @@ class DeliveryHandlers:
         return (found[0], found[1]) if found is not None else (None, None)
 
     async def _create_in_cxone(
-        self, integration: Integration, channel: Channel, message: Message, thread: Thread
+        self, integration: Integration, channel: Channel, message: Message, thread: Thread, last_try: bool
     ) -> Outcome:
         cxone = self._gateway.client_for(integration)
         files = ForCxone([], [])
         try:
             if message.attachments:  # the channel's credentials are opened only for a file to fetch
                 adapter, config = self._registry.get(channel.adapter), channel_config(channel, self._box)
-                files = await self._attachments.for_cxone(cxone, adapter, config, message)
-        except MediaUnavailable as error:
+                files = await self._attachments.for_cxone(cxone, adapter, config, message, last_try=last_try)
+        except MediaUnavailable as error:  # the provider's trouble, not CXone's: no breaker opens for it
             return Outcome(
-                "retry", error=f"Attachment: {error.reason}.", error_class="attachment_unavailable"
+                "retry",
+                error=f"Attachment: {error.reason}.",
+                error_class="attachment_unavailable",
+                blames_destination=False,
             )
         except DfoError as exc:
             return _cxone_failure(exc)

@@ -35,11 +35,12 @@ class Outcome:
     error_class: str | None = None
     response_excerpt: str | None = None
     after_success: tuple[Write, ...] = ()
+    blames_destination: bool = True  # False when the trouble lay elsewhere (a file's host, say)
 
     @property
     def counts_against_destination(self) -> bool:
         """Only signs that the far end is unwell open a breaker; a 4xx means it is up and said no."""
-        return self.kind == "retry"
+        return self.kind == "retry" and self.blames_destination
 
 
 def delivered(*after_success: Write, status_code: int | None = None) -> Outcome:

@@ -18,13 +18,12 @@ router = APIRouter(tags=["files"])
 
 
 def _shown_inline(mime_type: str) -> bool:
-    """Pictures, sound, video and PDF open in the browser; anything else (HTML, SVG...) is a download."""
-    return mime_type == "application/pdf" or (
-        mime_type.split("/")[0] in ("image", "audio", "video") and mime_type != "image/svg+xml"
-    )
+    """Pictures, sound and video open in the browser; anything else (PDF, HTML, SVG...) is a download, as
+    the sandbox below would keep a browser's PDF viewer from opening it anyway."""
+    return mime_type.split("/")[0] in ("image", "audio", "video") and mime_type != "image/svg+xml"
 
 
-@router.get("/files/{file_id}/{key}/{name}", response_class=Response)
+@router.get("/files/{file_id}/{key}/{name:path}", response_class=Response)
 async def download(file_id: str, key: str, name: str, runtime: RuntimeDep) -> Response:
     stored = None
     if runtime.file_links.opens(file_id, key):
@@ -37,7 +36,7 @@ async def download(file_id: str, key: str, name: str, runtime: RuntimeDep) -> Re
         stored.content,
         media_type=stored.mime_type,
         headers={
-            "content-disposition": f"{disposition}; filename*=UTF-8''{quote(stored.name)}",
+            "content-disposition": f"{disposition}; filename*=UTF-8''{quote(stored.name, safe='')}",
             "content-security-policy": "sandbox; default-src 'none'",  # never a page of our origin
             "x-content-type-options": "nosniff",
             "cache-control": "private, max-age=3600",

@@ -76,6 +76,14 @@ def _mime(declared: str | None, answered: str | None, name: str) -> str:
     return mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
+def get_request(http: httpx.AsyncClient, url: str) -> httpx.Request:
+    """A plain GET of a file's URL; a URL httpx cannot even parse will never give the file."""
+    try:
+        return http.build_request("GET", url)
+    except httpx.InvalidURL:
+        raise MediaUnavailable("the file's URL is not valid", permanent=True) from None
+
+
 async def fetch_capped(
     http: httpx.AsyncClient, request: httpx.Request, *, limit: int, name: str, mime_type: str | None = None
 ) -> Fetched:
@@ -83,7 +91,9 @@ async def fetch_capped(
     FileTooLarge. Raises MediaUnavailable, permanent or not, when the far side will not give it."""
     try:
         response = await http.send(request, stream=True, follow_redirects=True)
-    except httpx.TransportError as error:
+    except httpx.TooManyRedirects:
+        raise MediaUnavailable("the file's URL redirects without end", permanent=True) from None
+    except httpx.HTTPError as error:
         raise MediaUnavailable(
             f"the file could not be fetched ({type(error).__name__})", permanent=False
         ) from None
@@ -104,7 +114,7 @@ async def fetch_capped(
                 if received > limit:
                     raise FileTooLarge(name, limit)
                 chunks.append(chunk)
-        except httpx.TransportError as error:
+        except httpx.HTTPError as error:  # the connection broke, or the body does not decode
             raise MediaUnavailable(
                 f"the file download broke off ({type(error).__name__})", permanent=False
             ) from None
@@ -128,7 +138,7 @@ async def fetch_attachment(
     if isinstance(adapter, FetchesMedia):
         request = await adapter.media_request(config, attachment)
     else:
-        request = http.build_request("GET", attachment.url)
+        request = get_request(http, attachment.url)
     return await fetch_capped(http, request, limit=limit, name=name, mime_type=attachment.mime_type)
 
 
@@ -183,17 +193,10 @@ class FileLinks:
         return hmac.new(self._key, file_id.encode(), hashlib.sha256).hexdigest()[:32]
 
     def url(self, stored: StoredFile) -> str:
-        return f"{self._public_url}/files/{stored.id}/{self._mac(stored.id)}/{quote(stored.name)}"
+        return f"{self._public_url}/files/{stored.id}/{self._mac(stored.id)}/{quote(stored.name, safe='')}"
 
     def opens(self, file_id: str, key: str) -> bool:
-        return hmac.compare_digest(self._mac(file_id), key)
-
-
-async def open_link(session: AsyncSession, file_id: str, now: datetime) -> StoredFile | None:
-    found = await session.scalar(
-        select(StoredFile).where(StoredFile.id == file_id, StoredFile.expires_at > now)
-    )
-    return found
+        return hmac.compare_digest(self._mac(file_id).encode(), key.encode())
 
 
 async def prune(session: AsyncSession) -> int:

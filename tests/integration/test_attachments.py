@@ -13,8 +13,9 @@ from sqlalchemy import update
 
 from app.config import Settings
 from app.delivery.kinds import CREATE_IN_CXONE
-from app.models import Delivery, Message, StoredFile
+from app.models import Delivery, Destination, Message, StoredFile
 from app.models.base import utcnow
+from app.services.api_keys import Role
 from app.services.files import prune
 from tests.conftest import (
     FAST_RETRIES,
@@ -23,20 +24,27 @@ from tests.conftest import (
     all_delivered,
     eventually,
     make_settings,
+    new_api_key,
     rows,
+    running_stack,
     webhook_channel,
+    wire_integration,
 )
 from tests.fakes.provider import FakeProvider
 from tests.fakes.sendgrid import FakeInboundParse
 
 CAP = 4096
+ATTEMPTS = 4
 CUSTOMER_ID = "cust-42"
 
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     return make_settings(
-        database_url, max_attachment_bytes=CAP, max_webhook_body_bytes=4 * CAP, **FAST_RETRIES
+        database_url,
+        max_attachment_bytes=CAP,
+        max_webhook_body_bytes=4 * CAP,
+        **{**FAST_RETRIES, "retry_max_attempts": ATTEMPTS},
     )
 
 
@@ -194,24 +202,31 @@ async def test_a_relay_link_never_serves_a_page_of_our_origin(
 ) -> None:
     channel_id, provider = await webhook_channel(stack, admin_headers, wired)
     page = b"<script>fetch('/api/v1/channels')</script>"
+    photo = b"\x89PNG\r\n\x1a\n" + bytes(64)
     answer = await stack.simulator.send_agent_reply(
         channel_id=channel_id,
-        text="Two files",
+        text="Three files",
         recipients=[{"idOnExternalPlatform": CUSTOMER_ID}],
         attachments=[
             {"url": stack.simulator.host_file(page, "text/html"), "friendlyName": "page.html"},
-            {"url": stack.simulator.host_file(pdf(100), "application/pdf"), "friendlyName": "doc.pdf"},
+            {"url": stack.simulator.host_file(photo, "image/png"), "friendlyName": "stamp.png"},
+            {"url": stack.simulator.host_file(pdf(100), "application/pdf"), "friendlyName": "1/2 report.pdf"},
         ],
     )
     assert answer.status == 200
     await eventually(lambda: all_delivered(stack))
     [delivered] = [attempt.body for attempt in provider.attempts if attempt.status == 200]
-    html, document = [await stack.relay.get(offered["url"]) for offered in delivered["attachments"]]
+    html, image, document = [await stack.relay.get(offered["url"]) for offered in delivered["attachments"]]
     assert html.headers["content-disposition"].startswith("attachment;")
-    assert document.headers["content-disposition"].startswith("inline;")
-    for served in (html, document):
+    assert image.headers["content-disposition"].startswith("inline;")
+    assert document.headers["content-disposition"] == "attachment; filename*=UTF-8''1%2F2%20report.pdf"
+    assert document.content == pdf(100)  # a name with a slash still makes a working link
+    for served in (html, image, document):
         assert served.headers["content-security-policy"] == "sandbox; default-src 'none'"
         assert served.headers["x-content-type-options"] == "nosniff"
+    file_id = delivered["attachments"][0]["url"].split("/")[4]
+    odd_key = await stack.relay.get(f"/files/{file_id}/%C3%A9t%C3%A9/page.html")
+    assert odd_key.status_code == 404
 
 
 async def test_a_webhook_body_over_its_cap_is_refused_before_anything_is_written(
@@ -268,10 +283,7 @@ async def test_an_emailed_file_over_the_cap_is_refused_where_it_arrives_and_the_
     assert [(f.name, f.size) for f in kept] == [("page1.pdf", CAP)]  # the refused one was never stored
 
 
-async def test_a_file_unreachable_for_fifteen_minutes_stops_holding_its_message_back(
-    stack: Stack, wired: Wired, admin_headers: dict[str, str]
-) -> None:
-    channel_id, provider = await webhook_channel(stack, admin_headers, wired)
+async def post_unreachable_file(stack: Stack, channel_id: str, provider: FakeProvider) -> None:
     event = {
         "type": "message",
         "id": "e1",
@@ -285,17 +297,44 @@ async def test_a_file_unreachable_for_fifteen_minutes_stops_holding_its_message_
     )
     assert answer.status_code == 200
 
-    async def retried() -> bool:
-        [delivery] = await rows(stack, Delivery, Delivery.kind == CREATE_IN_CXONE)
-        return bool(delivery.attempts >= 2)
 
-    await eventually(retried)
-    assert cxone_messages(stack, channel_id) == []  # still waiting for the file
-    async with stack.runtime.sessions() as session, session.begin():
-        await session.execute(update(Message).values(created_at=utcnow() - timedelta(minutes=16)))
-    await eventually(lambda: all_delivered(stack))
+def gave_up_on_the_file(stack: Stack, channel_id: str) -> None:
     [(text, files)] = cxone_messages(stack, channel_id)
     assert (text or "").startswith(
         "See attached\n[File “scan.pdf” not forwarded: the file could not be fetched ("
     )
     assert files == []
+
+
+async def test_a_file_unreachable_until_the_last_try_stops_holding_its_message_back(
+    stack: Stack, wired: Wired, admin_headers: dict[str, str]
+) -> None:
+    channel_id, provider = await webhook_channel(stack, admin_headers, wired)
+    await post_unreachable_file(stack, channel_id, provider)
+    await eventually(lambda: all_delivered(stack))
+    gave_up_on_the_file(stack, channel_id)
+    [delivery] = await rows(stack, Delivery, Delivery.kind == CREATE_IN_CXONE)
+    assert (delivery.status, delivery.attempts) == ("delivered", ATTEMPTS)
+    [destination] = await rows(stack, Destination, Destination.key == delivery.destination)
+    assert destination.breaker_state == "closed"  # the file's host was down, not CXone
+
+
+async def test_a_file_unreachable_for_fifteen_minutes_stops_holding_its_message_back(
+    database_url: str,
+) -> None:
+    patient = make_settings(database_url, **{**FAST_RETRIES, "retry_max_attempts": 1000})
+    async with running_stack(patient) as stack:
+        headers = {"Authorization": f"Bearer {await new_api_key(stack.runtime, Role.admin)}"}
+        channel_id, provider = await webhook_channel(stack, headers, await wire_integration(stack, headers))
+        await post_unreachable_file(stack, channel_id, provider)
+
+        async def retried() -> bool:
+            [delivery] = await rows(stack, Delivery, Delivery.kind == CREATE_IN_CXONE)
+            return bool(delivery.attempts >= 3)
+
+        await eventually(retried)
+        assert cxone_messages(stack, channel_id) == []  # still waiting for the file
+        async with stack.runtime.sessions() as session, session.begin():
+            await session.execute(update(Message).values(created_at=utcnow() - timedelta(minutes=16)))
+        await eventually(lambda: all_delivered(stack))
+        gave_up_on_the_file(stack, channel_id)
