@@ -12,7 +12,8 @@ In: SendGrid posts each e-mail to our webhook as multipart/form-data (`from`, `t
 SendGrid signs `timestamp + raw body` with ECDSA (P-256, SHA-256) in `X-Twilio-Email-Event-Webhook-Signature`
 and `-Timestamp`; the relay checks it with the policy's public key and refuses calls older than five
 minutes. The event id is the e-mail's `Message-ID`, the quoted history under the customer's answer is
-cut, and the subject becomes the CXone message title.
+cut, and the subject becomes the CXone message title. When neither SPF nor DKIM passed for the sender's
+domain (SendGrid's `SPF` and `dkim` fields), the agent is warned that the sender may not be who it says.
 
 Receipts: when the SMTP server is SendGrid's, its signed Event Webhook may post to the same URL (a JSON
 array, signed the same way with `events_public_key`). `delivered`, `open`, `bounce` and `dropped` events
@@ -21,13 +22,14 @@ find our message by `smtp-id` (our Message-ID) and become delivered, seen and fa
 Channel config: `from_address`, optional `from_name`, `smtp_host`, `smtp_port`, `security`
 (`starttls` | `tls`), `smtp_username`, `smtp_password` (secret), optional `tls_ca_file` (a private CA),
 `inbound_public_key` (SendGrid's verification key, base64 DER), optional `events_public_key`,
-`default_subject`, `timeout_seconds`.
+`verify_sender` (default true), `default_subject`, `timeout_seconds`.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import email.errors
 import email.policy
 import hashlib
 import json
@@ -36,7 +38,7 @@ import ssl
 import time
 from collections.abc import Mapping
 from email.message import EmailMessage
-from email.parser import BytesParser
+from email.parser import BytesHeaderParser, BytesParser
 from email.utils import formataddr, formatdate, parseaddr
 from html.parser import HTMLParser
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -71,6 +73,8 @@ SIGNATURE_HEADER = "x-twilio-email-event-webhook-signature"
 TIMESTAMP_HEADER = "x-twilio-email-event-webhook-timestamp"
 TOLERANCE_SECONDS = 300
 MAX_FILES = 50
+MAX_ID = 200  # the longest sender, display name or Message-ID the relay keeps as is
+MIME_TYPE = re.compile(r"^[\w.+-]{1,100}/[\w.+-]{1,150}$")
 QUOTE_INTRO = re.compile(r"^(On .{4,200} wrote:|Le .{4,200} a écrit\s?:|-{2,} ?Original Message ?-{2,})\s*$")
 
 
@@ -88,6 +92,7 @@ class EmailConfig(BaseModel):
     inbound_public_key: str
     events_public_key: str | None = None
     default_subject: str = Field("Your message", min_length=1, max_length=200)
+    verify_sender: bool = True  # warn the agent when neither SPF nor DKIM passed for the sender's domain
     timeout_seconds: float = Field(15.0, gt=0, le=120)
 
     @field_validator("inbound_public_key", "events_public_key")
@@ -196,7 +201,10 @@ class EmailAdapter:
         for file in message.files:
             maintype, _, subtype = file.mime_type.partition("/")
             mail.add_attachment(
-                file.content, maintype=maintype, subtype=subtype or "octet-stream", filename=file.name
+                file.content,
+                maintype=maintype,
+                subtype=subtype or "octet-stream",
+                filename=_one_line(file.name),
             )
         return mail
 
@@ -205,7 +213,10 @@ class EmailAdapter:
             cfg = load_config(config)
         except ValueError as error:
             return SendResult(error=str(error), permanent=True)
-        mail = self.compose(cfg, message)
+        try:
+            mail = self.compose(cfg, message)
+        except ValueError as error:  # something the agent sent cannot go in an e-mail
+            return SendResult(error=f"the e-mail cannot be composed: {error}", permanent=True)
         try:
             await aiosmtplib.send(mail, **self._smtp(cfg))
         except (OSError, aiosmtplib.SMTPException) as error:
@@ -237,29 +248,46 @@ class EmailAdapter:
     def parse(self, request: InboundRequest, config: Mapping[str, Any]) -> list[InboundEvent]:
         if _is_json(request):
             return _receipts(request.raw_body)
-        fields, files = _form(request)
-        sender_name, sender = parseaddr(fields.get("from", ""))
-        if not ADDRESS.fullmatch(sender):
-            raise ValueError("from: not an e-mail address")
-        headers = BytesParser(policy=email.policy.default).parsebytes(
-            fields.get("headers", "").encode() + b"\r\n\r\n", headersonly=True
-        )
-        message_id = _bare_id(str(headers.get("Message-ID", ""))) or (
-            "sha256-" + hashlib.sha256(request.raw_body).hexdigest()
-        )
-        text = fields.get("text") or _text_of_html(fields.get("html", ""))
-        ours = str(config.get("from_address", "")).lower()
-        return [
-            InboundMessage(
-                sender_id=sender.lower(),
-                sender_name=sender_name or None,
-                text=without_quoted_history(text),
-                title=(fields.get("subject") or "").strip()[:500] or None,
-                event_id=message_id,
-                attachments=files,
-                is_echo=sender.lower() == ours,
-            )
-        ]
+        try:
+            return [_email(request, config)]
+        except (LookupError, AssertionError, TypeError, AttributeError, email.errors.MessageError) as error:
+            # The standard library's parsers give up on hostile input in many ways: each is a bad event.
+            raise ValueError(f"not a parsable e-mail ({type(error).__name__})") from None
+
+
+def _email(request: InboundRequest, config: Mapping[str, Any]) -> InboundMessage:
+    fields, files = _form(request)
+    sender_name, sender = parseaddr(fields.get("from", ""))
+    if len(sender) > MAX_ID or not ADDRESS.fullmatch(sender):
+        raise ValueError("from: not an e-mail address")
+    headers = BytesHeaderParser().parsebytes(fields.get("headers", "").encode("utf-8", "replace"))
+    message_id = _bare_id(str(headers.get("Message-ID") or ""))
+    if not message_id or len(message_id) > MAX_ID:  # none, or too long to keep: one derived from it
+        message_id = "sha256-" + hashlib.sha256(message_id.encode() or request.raw_body).hexdigest()
+    text = without_quoted_history(fields.get("text") or _text_of_html(fields.get("html", "")))
+    if config.get("verify_sender", True) and not _sender_verified(fields, sender):
+        domain = sender.rsplit("@", 1)[1]
+        text = f"[Unverified sender: neither SPF nor DKIM passed for {domain}]\n{text}"
+    ours = str(config.get("from_address", "")).lower()
+    return InboundMessage(
+        sender_id=sender.lower(),
+        sender_name=_one_line(sender_name)[:MAX_ID] or None,
+        text=text,
+        title=_one_line(fields.get("subject"))[:500] or None,
+        event_id=message_id,
+        attachments=files,
+        is_echo=sender.lower() == ours,
+    )
+
+
+def _sender_verified(fields: dict[str, str], sender: str) -> bool:
+    """SendGrid's own checks of the sending domain: SPF passed, or a DKIM signature of that domain did
+    (`dkim` reads like `{@mail.example : pass}`)."""
+    domain = sender.rsplit("@", 1)[1].lower()
+    if fields.get("SPF", "").strip().lower() == "pass":
+        return True
+    signatures = re.findall(r"@([A-Za-z0-9.-]+)\s*:\s*(\w+)", fields.get("dkim", ""))
+    return any(signed.lower() == domain and result.lower() == "pass" for signed, result in signatures)
 
 
 def _one_line(value: str | None) -> str:
@@ -307,7 +335,8 @@ def _receipts(raw_body: bytes) -> list[InboundEvent]:
 
 
 def _form(request: InboundRequest) -> tuple[dict[str, str], tuple[Attachment, ...]]:
-    """The multipart/form-data fields, text as text and files as attachments with their bytes."""
+    """The multipart/form-data fields, text as text (in the charsets SendGrid names for them) and files as
+    attachments with their bytes."""
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
         raise ValueError("content-type: SendGrid Inbound Parse posts multipart/form-data")
@@ -315,9 +344,8 @@ def _form(request: InboundRequest) -> tuple[dict[str, str], tuple[Attachment, ..
     form = BytesParser(policy=email.policy.HTTP).parsebytes(envelope + request.raw_body)
     if not form.is_multipart():
         raise ValueError("body: not a multipart form")
-    fields: dict[str, str] = {}
+    raw: dict[str, bytes] = {}
     files: list[Attachment] = []
-    info = {}
     for part in form.iter_parts():
         name = part.get_param("name", header="content-disposition")
         if not isinstance(name, str):
@@ -331,28 +359,47 @@ def _form(request: InboundRequest) -> tuple[dict[str, str], tuple[Attachment, ..
                 Attachment(
                     url=f"email-part:{name}",
                     friendly_name=part.get_filename(),
-                    mime_type=part.get_content_type(),
+                    mime_type=_mime_type(part.get_content_type()),
                     size=len(content),
                     content=content,
                 )
             )
         else:
-            fields[name] = content.decode(part.get_content_charset() or "utf-8", errors="replace")
-    if "attachment-info" in fields:
-        try:
-            info = json.loads(fields["attachment-info"])
-        except ValueError:
-            raise ValueError("attachment-info: not JSON") from None
-    named = {f"email-part:{key}": value for key, value in info.items()} if isinstance(info, dict) else {}
-    return fields, tuple(_with_info(a, named.get(a.url)) for a in files)
+            raw[name] = content
+    charsets = _json_object(raw.get("charsets", b"{}"), "charsets")
+    fields = {name: _decoded(value, charsets.get(name)) for name, value in raw.items()}
+    info = _json_object(raw.get("attachment-info", b"{}"), "attachment-info")
+    return fields, tuple(_with_info(a, info.get(a.url.removeprefix("email-part:"))) for a in files)
+
+
+def _json_object(value: bytes, name: str) -> dict[str, Any]:
+    try:
+        parsed = json.loads(value)
+    except (ValueError, RecursionError):
+        raise ValueError(f"{name}: not JSON") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"{name}: not a JSON object")
+    return parsed
+
+
+def _decoded(value: bytes, charset: Any) -> str:
+    try:
+        return value.decode(charset if isinstance(charset, str) else "utf-8", errors="replace")
+    except LookupError:  # a charset Python does not know
+        return value.decode("utf-8", errors="replace")
+
+
+def _mime_type(value: Any) -> str | None:
+    return value if isinstance(value, str) and MIME_TYPE.fullmatch(value) else None
 
 
 def _with_info(attachment: Attachment, info: Any) -> Attachment:
     """SendGrid's `attachment-info` gives the sender's own file name and type where the part lacks them."""
     if not isinstance(info, dict):
         return attachment
-    name = info.get("filename") or info.get("name") or attachment.friendly_name
-    mime = info.get("type") or attachment.mime_type
+    name = info.get("filename") or info.get("name")
+    name = _one_line(name)[:255] if isinstance(name, str) and name.strip() else attachment.friendly_name
+    mime = _mime_type(info.get("type")) or attachment.mime_type
     return Attachment(attachment.url, name, mime, attachment.size, attachment.content)
 
 

@@ -57,8 +57,11 @@ class FakeInboundParse:
         in_reply_to: str | None = None,
         files: list[tuple[str, str, bytes]] = [],  # noqa: B006 - read only
         timestamp: int | None = None,
+        verified: bool = True,
+        fields: dict[str, str] | None = None,
     ) -> tuple[bytes, dict[str, str], str]:
-        """One e-mail as SendGrid posts it: body, headers (content type and signature), and its Message-ID."""
+        """One e-mail as SendGrid posts it: body, headers (content type and signature), and its Message-ID.
+        `verified`: SPF and DKIM passed for the sender's domain; `fields` replace or add form fields."""
         message_id = message_id or f"<{uuid.uuid4().hex}@mail.example>"
         header_lines = [
             f"Message-ID: {message_id}",
@@ -69,7 +72,8 @@ class FakeInboundParse:
         ]
         if in_reply_to:
             header_lines += [f"In-Reply-To: {in_reply_to}", f"References: {in_reply_to}"]
-        fields = {
+        domain = sender.rstrip(">").rsplit("@", 1)[-1]
+        form = {
             "headers": "\r\n".join(header_lines),
             "from": sender,
             "to": to,
@@ -80,10 +84,13 @@ class FakeInboundParse:
             "attachment-info": json.dumps(
                 {f"attachment{i}": {"filename": n, "type": t} for i, (n, t, _) in enumerate(files, 1)}
             ),
+            "SPF": "pass" if verified else "softfail",
+            "dkim": f"{{@{domain} : pass}}" if verified else "none",
+            **(fields or {}),
         }
         boundary = f"xYzZY{uuid.uuid4().hex}"
         parts = []
-        for name, value in fields.items():
+        for name, value in form.items():
             parts.append(
                 f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
                 + value.encode()

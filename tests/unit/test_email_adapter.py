@@ -145,3 +145,68 @@ def test_no_outside_text_can_add_a_header(name: str, title: str) -> None:
     mail = EmailAdapter().compose(load_config(CONFIG), message)
     assert "Bcc" not in mail
     assert all("\n" not in str(value) and "\r" not in str(value) for value in mail.values())
+
+
+hostile = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=200)
+
+
+@given(headers=hostile, html=hostile, charsets=hostile, sender=hostile, info=hostile)
+def test_hostile_fields_are_a_value_error_or_a_message_never_a_crash(
+    headers: str, html: str, charsets: str, sender: str, info: str
+) -> None:
+    body, signed, _ = SENDGRID.email(
+        sender="ada@mail.example",
+        to="support@shop.example",
+        subject="x",
+        text="",
+        fields={
+            "headers": headers,
+            "html": html,
+            "charsets": charsets,
+            "from": sender,
+            "attachment-info": info,
+        },
+    )
+    try:
+        [message] = EmailAdapter().parse(InboundRequest(body, signed, "u"), CONFIG)
+    except ValueError:
+        return
+    assert isinstance(message, InboundMessage)
+    assert len(message.sender_id) <= 200
+    assert len(message.event_id or "") <= 200
+
+
+def test_the_known_troublemakers_are_handled() -> None:
+    for fields in (
+        {"headers": "Message-ID: <"},
+        {"html": "<![foo]> hello", "text": ""},
+        {"charsets": '{"text": "x-no-such-charset"}'},
+        {"headers": "Message-ID: <" + "a" * 300 + "@mail.example>"},
+    ):
+        body, signed, _ = SENDGRID.email(
+            sender="Ada <ada@mail.example>", to="support@shop.example", subject="x", text="hi", fields=fields
+        )
+        try:
+            [message] = EmailAdapter().parse(InboundRequest(body, signed, "u"), CONFIG)
+        except ValueError:
+            continue
+        assert isinstance(message, InboundMessage)
+        assert len(message.event_id or "") <= 200
+
+
+def test_a_sender_neither_spf_nor_dkim_vouches_for_is_flagged_to_the_agent() -> None:
+    body, signed, _ = SENDGRID.email(
+        sender="ceo@bank.example", to="support@shop.example", subject="Urgent", text="Wire it", verified=False
+    )
+    assert (
+        parsed(body, signed).text
+        == "[Unverified sender: neither SPF nor DKIM passed for bank.example]\nWire it"
+    )
+    body, signed, _ = SENDGRID.email(
+        sender="ceo@bank.example",
+        to="support@shop.example",
+        subject="Urgent",
+        text="Wire it",
+        fields={"SPF": "fail", "dkim": "{@bank.example : pass}"},
+    )
+    assert parsed(body, signed).text == "Wire it"
