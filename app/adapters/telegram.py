@@ -53,6 +53,7 @@ BOT_TOKEN = re.compile(r"^[0-9]{3,20}:[A-Za-z0-9_-]{20,}$")
 WEBHOOK_SECRET = re.compile(r"^[A-Za-z0-9_-]{16,256}$")
 CHAT_ID = re.compile(r"^-?[0-9]{1,20}$")
 MAX_TEXT = 4096
+MAX_CAPTION = 1024  # a file's caption: a reply with one file and this much text goes as one message
 MEDIA_KINDS = ("document", "audio", "video", "voice", "animation")
 SECRET_HEADER = "x-telegram-bot-api-secret-token"
 
@@ -135,7 +136,7 @@ class TelegramAdapter:
         else:
             answer = await self._http.post(
                 url,
-                data={key: str(value) for key, value in payload.items()},
+                data={k: v if isinstance(v, str) else json.dumps(v) for k, v in payload.items()},
                 files={"document": (file.name, file.content, file.mime_type)},
                 timeout=cfg.timeout_seconds,
             )
@@ -174,17 +175,17 @@ class TelegramAdapter:
             return SendResult(error=str(error), permanent=True)
         if len(message.text) > MAX_TEXT:
             return SendResult(error=f"Telegram text is longer than {MAX_TEXT} characters", permanent=True)
+        first: dict[str, Any] = {"chat_id": message.recipient_id}
+        replied = (message.reply_to_provider_message_id or "").rpartition(":")[2]
+        if replied.isdigit():
+            first["reply_parameters"] = {"message_id": int(replied), "allow_sending_without_reply": True}
+        files = list(message.files)
         calls: list[tuple[str, dict[str, Any], OutboundFile | None]] = []
-        if message.text:
-            text: dict[str, Any] = {"chat_id": message.recipient_id, "text": message.text}
-            replied = (message.reply_to_provider_message_id or "").rpartition(":")[2]
-            if replied.isdigit():
-                text["reply_parameters"] = {
-                    "message_id": int(replied),
-                    "allow_sending_without_reply": True,
-                }
-            calls.append(("sendMessage", text, None))
-        calls.extend(("sendDocument", {"chat_id": message.recipient_id}, f) for f in message.files)
+        if message.text and len(files) == 1 and len(message.text) <= MAX_CAPTION:
+            calls.append(("sendDocument", {**first, "caption": message.text}, files.pop()))  # one call
+        elif message.text:
+            calls.append(("sendMessage", {**first, "text": message.text}, None))
+        calls.extend(("sendDocument", {"chat_id": message.recipient_id}, f) for f in files)
         first_id: str | None = None
         for method, payload, upload in calls:
             try:

@@ -57,6 +57,11 @@ log = logging.getLogger("byoc.adapters.whatsapp_cloud")
 WA_ID = re.compile(r"^\+?[1-9][0-9]{6,14}$")
 MAX_TEXT = 4096
 MEDIA_KINDS = ("image", "document", "audio", "video", "sticker")
+PLAYABLE = {  # the types the Cloud API shows inline (its media reference); the rest go as documents
+    "image": ("image/jpeg", "image/png"),
+    "video": ("video/mp4", "video/3gpp"),
+    "audio": ("audio/aac", "audio/amr", "audio/mpeg", "audio/mp4", "audio/ogg"),
+}
 FILES_AFTER_TEMPLATE = (
     "WhatsApp's 24-hour window is closed: the approved template was sent in place of the text, but files "
     "can only follow once the customer writes again"
@@ -234,32 +239,31 @@ class WhatsAppCloudAdapter:
             return SendResult(error=str(error), permanent=True)
         if len(message.text) > MAX_TEXT:
             return SendResult(error=f"WhatsApp text is longer than {MAX_TEXT} characters", permanent=True)
-        first_id: str | None = None
-        templated = False
-        for item in ([message.text] if message.text else []) + list(message.files):
-            if templated:  # outside the window only the template may go: the files wait for the customer
-                return SendResult(error=FILES_AFTER_TEMPLATE, permanent=True)
-            try:
-                if isinstance(item, str):
-                    payload = self._text(message)
-                else:
-                    status, body = await self._upload(cfg, item)
-                    if status != 200 or not isinstance(body, dict) or "id" not in body:
-                        return classify(status, body)
-                    payload = _media_message(message, item, str(body["id"]))
+        media: list[dict[str, Any]] = []
+        try:
+            for file in message.files:  # every upload first, so that a failed one re-sends nothing on retry
+                status, body = await self._upload(cfg, file)
+                if status != 200 or not isinstance(body, dict) or "id" not in body:
+                    return classify(status, body)
+                media.append(_media_message(message, file, str(body["id"])))
+            payloads = ([self._text(message)] if message.text else []) + media
+            first_id: str | None = None
+            for index, payload in enumerate(payloads):
                 status, body = await self._post(cfg, payload)
-                template = self._template(cfg, message) if message.text else None
-                if _error_code(body)[0] == WINDOW_CLOSED and template is not None:
-                    status, body = await self._post(cfg, template)  # the 24-hour window is closed
-                    templated = True
-            except httpx.TimeoutException as error:
-                return SendResult(error=f"timeout: {type(error).__name__}")
-            except httpx.HTTPError as error:
-                return SendResult(error=f"transport error: {type(error).__name__}")
-            sent = body.get("messages") if isinstance(body, dict) else None
-            if status != 200 or not isinstance(sent, list) or not sent or not isinstance(sent[0], dict):
-                return classify(status, body)
-            first_id = first_id or str(sent[0].get("id"))
+                if index == 0 and message.text and _error_code(body)[0] == WINDOW_CLOSED:
+                    template = self._template(cfg, message)  # the 24-hour window is closed
+                    if template is not None:
+                        status, body = await self._post(cfg, template)
+                        if media and status == 200:  # only the template may go: the files must wait
+                            return SendResult(error=FILES_AFTER_TEMPLATE, permanent=True)
+                sent = body.get("messages") if isinstance(body, dict) else None
+                if status != 200 or not isinstance(sent, list) or not sent or not isinstance(sent[0], dict):
+                    return classify(status, body)
+                first_id = first_id or str(sent[0].get("id"))
+        except httpx.TimeoutException as error:
+            return SendResult(error=f"timeout: {type(error).__name__}")
+        except httpx.HTTPError as error:
+            return SendResult(error=f"transport error: {type(error).__name__}")
         return SendResult(provider_message_id=first_id, status_code=200)
 
     async def show_typing(
@@ -352,10 +356,11 @@ def _to(message: OutboundMessage) -> dict[str, Any]:
 
 
 def _media_message(message: OutboundMessage, file: OutboundFile, media_id: str) -> dict[str, Any]:
-    """An uploaded file, sent as the kind of message its type calls for (a document keeps its name)."""
-    kind = file.mime_type.split("/")[0]
-    if kind in ("image", "video", "audio"):
-        return {**_to(message), "type": kind, kind: {"id": media_id}}
+    """An uploaded file, as the kind of message WhatsApp takes it as (image, video, audio); any other
+    type goes as a document, which keeps its name."""
+    for kind, types in PLAYABLE.items():
+        if file.mime_type in types:
+            return {**_to(message), "type": kind, kind: {"id": media_id}}
     return {**_to(message), "type": "document", "document": {"id": media_id, "filename": file.name}}
 
 

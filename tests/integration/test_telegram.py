@@ -76,10 +76,11 @@ async def test_reply_file_typing_and_the_customers_answer(
     )
     assert result.status == 200
     await stack.settle()
-    assert bot.sent("sendMessage") == [{"chat_id": str(CHAT), "text": "Here is your invoice"}]
+    assert bot.sent("sendMessage") == []  # the text rides as the file's caption: one message, one call
     [document] = bot.sent("sendDocument")
     assert document == {
         "chat_id": str(CHAT),
+        "caption": "Here is your invoice",
         "document": {"name": "invoice.pdf", "type": "application/pdf", "content": PDF},
     }
     thread_id = result.body["thread"]["idOnExternalPlatform"]
