@@ -8,8 +8,10 @@ sends the same file even after the far side's link has expired.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import ipaddress
 import mimetypes
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from app.models import StoredFile
 from app.models.base import new_uuid, utcnow
 
 PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 410})
+MAX_REDIRECTS = 5
 
 
 def size_text(size: int) -> str:
@@ -88,15 +91,45 @@ async def fetch_capped(
     http: httpx.AsyncClient, request: httpx.Request, *, limit: int, name: str, mime_type: str | None = None
 ) -> Fetched:
     """Download one file, reading no more than `limit` bytes: an announced or actual larger size raises
-    FileTooLarge. Raises MediaUnavailable, permanent or not, when the far side will not give it."""
+    FileTooLarge. Raises MediaUnavailable, permanent or not, when the far side will not give it.
+
+    Redirects are followed here, hop by hop, so that no hop reaches a link-local address (a cloud's
+    metadata service): a URL from a webhook must not make the relay fetch the host's own secrets."""
+    for _ in range(MAX_REDIRECTS + 1):
+        await _refuse_link_local(request.url)
+        try:
+            response = await http.send(request, stream=True)
+        except httpx.HTTPError as error:
+            raise MediaUnavailable(
+                f"the file could not be fetched ({type(error).__name__})", permanent=False
+            ) from None
+        location = response.headers.get("location") if response.is_redirect else None
+        if location is None:
+            return await _read_capped(response, limit=limit, name=name, mime_type=mime_type)
+        await response.aclose()
+        target = request.url.join(location)
+        same_origin = (target.scheme, target.netloc) == (request.url.scheme, request.url.netloc)
+        kept = {k: v for k, v in request.headers.items() if same_origin and k == "authorization"}
+        request = http.build_request("GET", target, headers=kept)  # credentials stay with their origin
+    raise MediaUnavailable("the file's URL redirects without end", permanent=True)
+
+
+async def _refuse_link_local(url: httpx.URL) -> None:
+    """An address in a link-local or unspecified network is never a file host. A name that does not
+    resolve here is left to the connection to fail."""
     try:
-        response = await http.send(request, stream=True, follow_redirects=True)
-    except httpx.TooManyRedirects:
-        raise MediaUnavailable("the file's URL redirects without end", permanent=True) from None
-    except httpx.HTTPError as error:
-        raise MediaUnavailable(
-            f"the file could not be fetched ({type(error).__name__})", permanent=False
-        ) from None
+        addresses = [ipaddress.ip_address(url.host)]
+    except ValueError:
+        try:
+            found = await asyncio.get_running_loop().getaddrinfo(url.host, url.port or 443)
+        except OSError:
+            return
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found]
+    if any(address.is_link_local or address.is_unspecified for address in addresses):
+        raise MediaUnavailable("the file's address is not allowed (link-local)", permanent=True)
+
+
+async def _read_capped(response: httpx.Response, *, limit: int, name: str, mime_type: str | None) -> Fetched:
     try:
         if response.status_code >= 300:
             permanent = response.status_code in PERMANENT_STATUSES

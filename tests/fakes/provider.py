@@ -102,6 +102,7 @@ class FakeProvider:
         self._random = random.Random(seed)
         self._latency = 0.0
         self.files: dict[str, bytes] = {}  # name -> content, served at /files/{name}
+        self.redirects: dict[str, str] = {}  # name -> where /files/{name} redirects
         self.downloads = 0
         self.app = Starlette(
             routes=[
@@ -215,6 +216,10 @@ class FakeProvider:
     # HTTP ------------------------------------------------------------------------------------------
 
     async def _file(self, request: Request) -> Response:
+        if request.path_params["name"] in self.redirects:
+            return Response(
+                status_code=302, headers={"location": self.redirects[request.path_params["name"]]}
+            )
         content = self.files.get(request.path_params["name"])
         if content is None:
             return JSONResponse({"error": "no such file"}, status_code=404)

@@ -338,3 +338,29 @@ async def test_a_file_unreachable_for_fifteen_minutes_stops_holding_its_message_
             await session.execute(update(Message).values(created_at=utcnow() - timedelta(minutes=16)))
         await eventually(lambda: all_delivered(stack))
         gave_up_on_the_file(stack, channel_id)
+
+
+@pytest.mark.parametrize("how", ["named", "redirected"])
+async def test_a_file_url_never_reaches_a_link_local_address(
+    stack: Stack, wired: Wired, admin_headers: dict[str, str], how: str
+) -> None:
+    """A cloud's metadata service lives at 169.254.169.254: a webhook must not make the relay fetch it."""
+    channel_id, provider = await webhook_channel(stack, admin_headers, wired)
+    metadata = "http://169.254.169.254/latest/meta-data/iam"
+    url = metadata if how == "named" else "http://provider.test/files/creds.txt"
+    provider.redirects["creds.txt"] = metadata
+    event = {
+        "type": "message",
+        "id": "e1",
+        "from": {"id": CUSTOMER_ID},
+        "attachments": [{"url": url, "name": "creds.txt"}],
+    }
+    body = json.dumps(event).encode()
+    answer = await stack.relay.post(
+        f"/webhooks/webhook/{channel_id}", content=body, headers=provider.signed_headers(body)
+    )
+    assert answer.status_code == 200
+    await eventually(lambda: all_delivered(stack))
+    assert cxone_messages(stack, channel_id) == [
+        ("[File “creds.txt” not forwarded: the file's address is not allowed (link-local)]", [])
+    ]
