@@ -165,9 +165,7 @@ async def fetch_attachment(
     if attachment.size is not None and attachment.size > limit:
         raise FileTooLarge(name, limit, attachment.size)
     if attachment.content is not None:
-        if len(attachment.content) > limit:
-            raise FileTooLarge(name, limit, len(attachment.content))
-        return Fetched(name, _mime(attachment.mime_type, None, name), attachment.content)
+        return _inline(attachment, attachment.content, limit)
     if isinstance(adapter, FetchesMedia):
         request = await adapter.media_request(config, attachment)
     else:
@@ -197,13 +195,20 @@ def inbound_entry(session: AsyncSession, attachment: Attachment, policy: FilePol
     if attachment.size is not None:
         entry["size"] = attachment.size
     if attachment.content is not None:
-        name = file_name(attachment.friendly_name, attachment.url, attachment.mime_type)
-        if len(attachment.content) > policy.limit:
-            entry["refused"] = str(FileTooLarge(name, policy.limit, len(attachment.content)))
-        else:
-            fetched = Fetched(name, _mime(attachment.mime_type, None, name), attachment.content)
+        try:
+            fetched = _inline(attachment, attachment.content, policy.limit)
             entry["fileId"] = keep(session, fetched, retention=policy.retention).id
+        except FileTooLarge as error:
+            entry["refused"] = str(error)
     return entry
+
+
+def _inline(attachment: Attachment, content: bytes, limit: int) -> Fetched:
+    """A file whose bytes came inside the webhook (an e-mail's), checked against the cap."""
+    name = file_name(attachment.friendly_name, attachment.url, attachment.mime_type)
+    if len(content) > limit:
+        raise FileTooLarge(name, limit, len(content))
+    return Fetched(name, _mime(attachment.mime_type, None, name), content)
 
 
 async def load(session: AsyncSession, file_id: str, now: datetime | None = None) -> StoredFile | None:
