@@ -7,8 +7,14 @@ moves about 2.5 times as many requests per second that way as with httpx's defau
 
 from __future__ import annotations
 
+import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
+from httpx_aiohttp import AiohttpTransport, transport
+
+# The transport maps only some of aiohttp's errors to httpx's; any other aiohttp client error (a malformed
+# answer, say) would escape as itself. Mapped here to httpx's base transport error, so that every caller's
+# `except httpx.HTTPError` holds; the more specific mappings still win.
+transport.AIOHTTP_EXC_MAP.setdefault(aiohttp.ClientError, httpx.TransportError)
 
 DEFAULT_MAX_CONNECTIONS = 100
 

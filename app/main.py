@@ -56,9 +56,10 @@ def build_runtime(
     )
     gateway = CxoneGateway(http, credential_box)
     metrics = Metrics()
+    retry = RetryPolicy.from_settings(settings)
     queue = DeliveryQueue(
         sessions,
-        retry=RetryPolicy.from_settings(settings),
+        retry=retry,
         breaker=BreakerPolicy(
             failure_threshold=settings.breaker_failure_threshold,
             cooldown=timedelta(seconds=settings.breaker_cooldown_seconds),
@@ -76,7 +77,7 @@ def build_runtime(
         credential_box=credential_box,
         config=config,
         attachments=attachments,
-        max_attempts=settings.retry_max_attempts,
+        retry=retry,
     )
     worker = DeliveryWorker(
         queue,

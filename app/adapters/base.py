@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
@@ -155,6 +156,14 @@ def validated_config(model: type[ConfigT], config: Mapping[str, Any], adapter: s
     except ValidationError as error:
         fields = ", ".join(".".join(str(p) for p in e["loc"]) or "config" for e in error.errors())
         raise ValueError(f"invalid {adapter} config: {fields}") from None
+
+
+MIME_TYPE = re.compile(r"^[\w.+-]{1,100}/[\w.+-]{1,150}$")
+
+
+def valid_mime_type(value: object) -> str | None:
+    """A file type from outside, if it looks like one and fits where the relay keeps it; else None."""
+    return value.lower() if isinstance(value, str) and MIME_TYPE.fullmatch(value) else None
 
 
 def revealed(config: BaseModel) -> dict[str, Any]:

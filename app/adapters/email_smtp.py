@@ -62,6 +62,7 @@ from app.adapters.base import (
     SendResult,
     SignatureError,
     revealed,
+    valid_mime_type,
     validated_config,
 )
 
@@ -74,7 +75,6 @@ TIMESTAMP_HEADER = "x-twilio-email-event-webhook-timestamp"
 TOLERANCE_SECONDS = 300
 MAX_FILES = 50
 MAX_ID = 200  # the longest sender, display name or Message-ID the relay keeps as is
-MIME_TYPE = re.compile(r"^[\w.+-]{1,100}/[\w.+-]{1,150}$")
 QUOTE_INTRO = re.compile(r"^(On .{4,200} wrote:|Le .{4,200} a écrit\s?:|-{2,} ?Original Message ?-{2,})\s*$")
 
 
@@ -232,7 +232,9 @@ class EmailAdapter:
         signature, timestamp = request.headers.get(SIGNATURE_HEADER), request.headers.get(TIMESTAMP_HEADER)
         if not signature or not timestamp:
             raise SignatureError(f"missing {SIGNATURE_HEADER} or {TIMESTAMP_HEADER}")
-        if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > TOLERANCE_SECONDS:
+        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12) or (
+            abs(time.time() - int(timestamp)) > TOLERANCE_SECONDS
+        ):
             raise SignatureError("the signature's timestamp is missing or too far from now")
         try:
             events = _is_json(request) and config.get("events_public_key")
@@ -281,10 +283,16 @@ def _email(request: InboundRequest, config: Mapping[str, Any]) -> InboundMessage
 
 
 def _sender_verified(fields: dict[str, str], sender: str) -> bool:
-    """SendGrid's own checks of the sending domain: SPF passed, or a DKIM signature of that domain did
-    (`dkim` reads like `{@mail.example : pass}`)."""
+    """SendGrid's own checks, for the domain in `From`: SPF passed for an envelope sender of that domain,
+    or a DKIM signature of that domain passed (`dkim` reads like `{@mail.example : pass}`)."""
     domain = sender.rsplit("@", 1)[1].lower()
-    if fields.get("SPF", "").strip().lower() == "pass":
+    try:
+        envelope = json.loads(fields.get("envelope") or "{}")
+    except (ValueError, RecursionError):
+        envelope = {}
+    envelope_from = str(envelope.get("from") or "") if isinstance(envelope, dict) else ""
+    spf_domain = envelope_from.rsplit("@", 1)[-1].lower() if "@" in envelope_from else ""
+    if fields.get("SPF", "").strip().lower() == "pass" and spf_domain == domain:
         return True
     signatures = re.findall(r"@([A-Za-z0-9.-]+)\s*:\s*(\w+)", fields.get("dkim", ""))
     return any(signed.lower() == domain and result.lower() == "pass" for signed, result in signatures)
@@ -359,7 +367,7 @@ def _form(request: InboundRequest) -> tuple[dict[str, str], tuple[Attachment, ..
                 Attachment(
                     url=f"email-part:{name}",
                     friendly_name=part.get_filename(),
-                    mime_type=_mime_type(part.get_content_type()),
+                    mime_type=valid_mime_type(part.get_content_type()),
                     size=len(content),
                     content=content,
                 )
@@ -389,17 +397,13 @@ def _decoded(value: bytes, charset: Any) -> str:
         return value.decode("utf-8", errors="replace")
 
 
-def _mime_type(value: Any) -> str | None:
-    return value if isinstance(value, str) and MIME_TYPE.fullmatch(value) else None
-
-
 def _with_info(attachment: Attachment, info: Any) -> Attachment:
     """SendGrid's `attachment-info` gives the sender's own file name and type where the part lacks them."""
     if not isinstance(info, dict):
         return attachment
     name = info.get("filename") or info.get("name")
     name = _one_line(name)[:255] if isinstance(name, str) and name.strip() else attachment.friendly_name
-    mime = _mime_type(info.get("type")) or attachment.mime_type
+    mime = valid_mime_type(info.get("type")) or attachment.mime_type
     return Attachment(attachment.url, name, mime, attachment.size, attachment.content)
 
 
@@ -410,15 +414,15 @@ def _bare_id(value: str) -> str:
 
 def without_quoted_history(text: str) -> str:
     """The customer's answer without the earlier messages a mail client quotes under it: cut at an
-    "On ... wrote:" line, or where only `>` lines remain."""
+    "On ... wrote:" line, or where only `>` lines (and blank ones) remain. One pass each way."""
     lines = text.replace("\r\n", "\n").split("\n")
-    for index, line in enumerate(lines):
-        rest = [other for other in lines[index + 1 :] if other.strip()]
-        if QUOTE_INTRO.match(line.strip()) or (
-            line.startswith(">") and all(other.startswith(">") for other in rest)
-        ):
-            return "\n".join(lines[:index]).strip() or text.strip()
-    return text.strip()
+    cut = next((i for i, line in enumerate(lines) if QUOTE_INTRO.match(line.strip())), len(lines))
+    for index in range(len(lines) - 1, -1, -1):
+        if lines[index].startswith(">"):
+            cut = min(cut, index)
+        elif lines[index].strip():
+            break
+    return "\n".join(lines[:cut]).strip() or text.strip()
 
 
 class _TextOfHtml(HTMLParser):

@@ -173,7 +173,7 @@ class TelegramAdapter:
             cfg = load_config(config)
         except ValueError as error:
             return SendResult(error=str(error), permanent=True)
-        if len(message.text) > MAX_TEXT:
+        if _telegram_length(message.text) > MAX_TEXT:
             return SendResult(error=f"Telegram text is longer than {MAX_TEXT} characters", permanent=True)
         first: dict[str, Any] = {"chat_id": message.recipient_id}
         replied = (message.reply_to_provider_message_id or "").rpartition(":")[2]
@@ -181,7 +181,7 @@ class TelegramAdapter:
             first["reply_parameters"] = {"message_id": int(replied), "allow_sending_without_reply": True}
         files = list(message.files)
         calls: list[tuple[str, dict[str, Any], OutboundFile | None]] = []
-        if message.text and len(files) == 1 and len(message.text) <= MAX_CAPTION:
+        if message.text and len(files) == 1 and _telegram_length(message.text) <= MAX_CAPTION:
             calls.append(("sendDocument", {**first, "caption": message.text}, files.pop()))  # one call
         elif message.text:
             calls.append(("sendMessage", {**first, "text": message.text}, None))
@@ -270,6 +270,11 @@ class TelegramAdapter:
                 is_echo=isinstance(sender, dict) and sender.get("is_bot") is True,
             )
         ]
+
+
+def _telegram_length(text: str) -> int:
+    """Telegram measures text in UTF-16 code units: an emoji outside the BMP counts twice."""
+    return len(text.encode("utf-16-le")) // 2
 
 
 def _files_of(message: dict[str, Any]) -> tuple[Attachment, ...]:

@@ -40,6 +40,7 @@ from app.adapters.base import (
     SendResult,
     SignatureError,
     revealed,
+    valid_mime_type,
     validated_config,
 )
 
@@ -276,7 +277,9 @@ class TwilioSmsAdapter:
         except ValueError:
             raise ValueError("NumMedia: not a number") from None
         media = tuple(
-            Attachment(url=params[f"MediaUrl{i}"], mime_type=params.get(f"MediaContentType{i}"))
+            Attachment(
+                url=params[f"MediaUrl{i}"], mime_type=valid_mime_type(params.get(f"MediaContentType{i}"))
+            )
             for i in range(min(media_count, 10))
             if params.get(f"MediaUrl{i}")
         )

@@ -46,6 +46,7 @@ from app.adapters.base import (
     SendResult,
     SignatureError,
     revealed,
+    valid_mime_type,
     validated_config,
 )
 
@@ -320,8 +321,8 @@ class WhatsAppCloudAdapter:
                 files = (
                     Attachment(
                         url=str(media["id"]),
-                        friendly_name=media.get("filename"),
-                        mime_type=media.get("mime_type"),
+                        friendly_name=name if isinstance(name := media.get("filename"), str) else None,
+                        mime_type=valid_mime_type(media.get("mime_type")),
                     ),
                 )
             events.append(

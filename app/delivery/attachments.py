@@ -20,6 +20,7 @@ from app.adapters.base import Attachment, ChannelAdapter, MediaUnavailable, Outb
 from app.crashpoints import crash_point
 from app.cxone.client import Attachment as CxoneAttachment
 from app.cxone.client import DfoClient
+from app.cxone.errors import DfoAuthError, DfoError, is_retryable
 from app.db import session_scope
 from app.models import Message, StoredFile
 from app.models.base import utcnow
@@ -38,7 +39,6 @@ from app.services.files import (
 
 MESSAGES = cast(Table, Message.__table__)
 UPLOAD_MARGIN = timedelta(minutes=5)  # a CXone upload this close to expiring is made again
-FETCH_PATIENCE = timedelta(minutes=15)  # a customer's file still unreachable after this goes as a note
 
 
 @dataclass(frozen=True)
@@ -73,25 +73,44 @@ class AttachmentRelay:
         last_try: bool = False,
     ) -> ForCxone:
         """A customer's files as CXone temporary attachments. A file too large or gone for good becomes a
-        note to the agent; a provider or CXone hiccup raises (MediaUnavailable, DfoError), to be retried,
-        until FETCH_PATIENCE has passed or this is the delivery's last try: the file is then given up."""
+        note to the agent, and so does one CXone refuses. A provider or CXone hiccup raises
+        (MediaUnavailable, DfoError), to be retried, until the delivery's last try: the file is then
+        given up, and the message goes without it."""
         entries = [dict(entry) for entry in message.attachments]
         ready: list[CxoneAttachment] = []
         notes: list[str] = []
         for entry in entries:
-            name = entry.get("friendlyName") or file_name(None, entry.get("url", ""), entry.get("mimeType"))
+            name = file_name(entry.get("friendlyName"), entry.get("url", ""), entry.get("mimeType"))
             if not _fresh(entry):
                 stored = await self._kept_or_fetched(adapter, config, message, entries, entry, name, last_try)
                 if stored is not None:
-                    uploaded = await cxone.create_temporary_attachment(stored.content, stored.mime_type)
-                    expires = uploaded.expire_at or utcnow() + timedelta(hours=1)
-                    entry.update(cxoneUrl=uploaded.url, cxoneExpireAt=expires.isoformat())
-                    await self._record(message, entries)
+                    await self._upload(cxone, stored, message, entries, entry)
             if "refused" in entry:
                 notes.append(f"[File “{name}” not forwarded: {entry['refused']}]")
             else:
                 ready.append(CxoneAttachment(friendly_name=name, url=entry["cxoneUrl"]))
         return ForCxone(ready, notes)
+
+    async def _upload(
+        self,
+        cxone: DfoClient,
+        stored: StoredFile,
+        message: Message,
+        entries: list[dict[str, Any]],
+        entry: dict[str, Any],
+    ) -> None:
+        """The kept file to CXone, noted on the message. A refusal (bad type, too large for CXone)
+        becomes a note; CXone's retryable errors and credentials trouble are raised, to be retried."""
+        try:
+            uploaded = await cxone.create_temporary_attachment(stored.content, stored.mime_type)
+        except DfoError as error:
+            if is_retryable(error) or isinstance(error, DfoAuthError):
+                raise
+            entry["refused"] = f"CXone refused it ({error.message})"
+        else:
+            expires = uploaded.expire_at or utcnow() + timedelta(hours=1)
+            entry.update(cxoneUrl=uploaded.url, cxoneExpireAt=expires.isoformat())
+        await self._record(message, entries)
 
     async def _kept_or_fetched(
         self,
@@ -121,7 +140,7 @@ class AttachmentRelay:
         except FileTooLarge as error:
             entry["refused"] = str(error)
         except MediaUnavailable as error:
-            if not (error.permanent or last_try or utcnow() - message.created_at >= FETCH_PATIENCE):
+            if not (error.permanent or last_try):
                 raise
             entry["refused"] = error.reason  # the message itself must not wait for it any longer
         else:

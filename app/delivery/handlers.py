@@ -20,7 +20,7 @@ from app.delivery.kinds import (
     TYPING_TO_PROVIDER,
     cxone_status,
 )
-from app.delivery.policy import Outcome, delivered, is_retryable_status
+from app.delivery.policy import Outcome, RetryPolicy, delivered, is_retryable_status
 from app.delivery.queue import Claim, enqueue
 from app.models import Channel, Delivery, Integration, Message, Suppression, Thread
 from app.models.base import utcnow
@@ -61,11 +61,11 @@ class DeliveryHandlers:
         credential_box: CredentialBox,
         config: ConfigCache,
         attachments: AttachmentRelay,
-        max_attempts: int,
+        retry: RetryPolicy,
     ) -> None:
         self._sessions = sessions
         self._attachments = attachments
-        self._max_attempts = max_attempts
+        self._retry = retry
         self._config = config
         self._registry = registry
         self._gateway = gateway
@@ -124,7 +124,8 @@ class DeliveryHandlers:
         if kind == CREATE_IN_CXONE:
             assert message is not None
             assert thread is not None
-            last_try = claim.attempt >= self._max_attempts
+            budget_from = claim.budget_from or claim.started_at
+            last_try = self._retry.is_last(attempt=claim.budget_attempt, created_at=budget_from, now=utcnow())
             return await self._create_in_cxone(integration, channel, message, thread, last_try)
         if kind == STATUS_TO_CXONE:
             assert message is not None
@@ -157,7 +158,7 @@ class DeliveryHandlers:
                 "dead" if error.permanent else "retry",
                 error=f"Attachment: {error.reason}.",
                 error_class="attachment_unavailable",
-                blames_destination=False,
+                concerns_destination=False,
             )
         reply_to, reply_title = await self._answered(message, adapter.capabilities.cites_latest_message)
         result = await adapter.send(
@@ -223,7 +224,7 @@ class DeliveryHandlers:
                 "retry",
                 error=f"Attachment: {error.reason}.",
                 error_class="attachment_unavailable",
-                blames_destination=False,
+                concerns_destination=False,
             )
         except DfoError as exc:
             return _cxone_failure(exc)

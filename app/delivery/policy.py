@@ -35,12 +35,12 @@ class Outcome:
     error_class: str | None = None
     response_excerpt: str | None = None
     after_success: tuple[Write, ...] = ()
-    blames_destination: bool = True  # False when the trouble lay elsewhere (a file's host, say)
+    concerns_destination: bool = True  # False when the attempt never reached it (a file's host failed)
 
     @property
     def counts_against_destination(self) -> bool:
         """Only signs that the far end is unwell open a breaker; a 4xx means it is up and said no."""
-        return self.kind == "retry" and self.blames_destination
+        return self.kind == "retry" and self.concerns_destination
 
 
 def delivered(*after_success: Write, status_code: int | None = None) -> Outcome:
@@ -63,10 +63,20 @@ class RetryPolicy:
             max_age_seconds=settings.retry_max_age_seconds,
         )
 
+    def _ceiling(self, attempt: int) -> float:
+        return min(self.cap_seconds, self.base_seconds * 2.0 ** max(attempt - 1, 0))
+
     def backoff(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2^(attempt-1))]."""
-        ceiling = min(self.cap_seconds, self.base_seconds * 2 ** max(attempt - 1, 0))
-        return random.uniform(0, ceiling)
+        return random.uniform(0, self._ceiling(attempt))
+
+    def is_last(self, *, attempt: int, created_at: datetime, now: datetime) -> bool:
+        """Whether this attempt may be the last: the budget has no attempt left, or the longest backoff
+        would end past its age."""
+        too_old = now + timedelta(seconds=self._ceiling(attempt)) > created_at + timedelta(
+            seconds=self.max_age_seconds
+        )
+        return attempt >= self.max_attempts or too_old
 
     def next_attempt(
         self, *, attempt: int, created_at: datetime, now: datetime, retry_after: float | None

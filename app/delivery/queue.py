@@ -43,6 +43,8 @@ class Claim:
     destination: str
     started_at: datetime
     loaded: tuple[Message, Thread] | None = None
+    budget_attempt: int = 1  # this attempt's number within its retry budget (a replay starts a new one)
+    budget_from: datetime | None = None  # when that budget began; None: at `started_at`
 
 
 INLINE_CLAIM = "byoc.inline_claim"
@@ -247,7 +249,17 @@ class DeliveryQueue:
                 delivery.lease_until = now + self.lease
                 delivery.attempts += 1
                 delivery.updated_at = now
-                claims.append(Claim(delivery.id, delivery.kind, delivery.attempts, delivery.destination, now))
+                claims.append(
+                    Claim(
+                        delivery.id,
+                        delivery.kind,
+                        delivery.attempts,
+                        delivery.destination,
+                        now,
+                        budget_attempt=delivery.attempts - delivery.budget_from_attempt,
+                        budget_from=delivery.budget_from,
+                    )
+                )
             if claims:
                 await session.flush()
                 await session.execute(
@@ -464,7 +476,7 @@ class DeliveryQueue:
             (
                 i
                 for i, o in enumerate(outcomes)
-                if o.kind in ("delivered", "dead") and not o.disable_destination
+                if o.kind in ("delivered", "dead") and o.concerns_destination and not o.disable_destination
             ),
             default=-1,
         )

@@ -54,8 +54,8 @@ async def provider_subscription(
 async def provider_webhook(
     adapter_name: str, channel_id: str, request: Request, runtime: RuntimeDep
 ) -> WebhookAccepted:
+    channel = await _provider_channel(runtime, adapter_name, channel_id)  # before reading a large body
     raw = await _capped_body(request, runtime.settings.max_webhook_body_bytes)
-    channel = await _provider_channel(runtime, adapter_name, channel_id)
     adapter = runtime.registry.get(channel.adapter)
     config = channel_config(channel, runtime.credential_box)
     query = f"?{request.url.query}" if request.url.query else ""

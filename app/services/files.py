@@ -23,13 +23,14 @@ import httpx
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.adapters.base import Attachment, FetchesMedia, MediaUnavailable
+from app.adapters.base import Attachment, FetchesMedia, MediaUnavailable, valid_mime_type
 from app.config import Settings
 from app.models import StoredFile
 from app.models.base import new_uuid, utcnow
 
 PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 410})
 MAX_REDIRECTS = 5
+METADATA_ADDRESSES = frozenset({ipaddress.ip_address("fd00:ec2::254")})  # AWS's IPv6 metadata service
 
 
 def size_text(size: int) -> str:
@@ -66,7 +67,10 @@ def file_name(name: str | None, url: str, mime_type: str | None) -> str:
     """The name a file is shown with: the sender's, else the last part of its URL, else one by its type."""
     if name:
         return name[:255]
-    last = httpx.URL(url).path.rsplit("/", 1)[-1] if "://" in url else ""
+    try:
+        last = httpx.URL(url).path.rsplit("/", 1)[-1] if "://" in url else ""
+    except (httpx.InvalidURL, ValueError):
+        last = ""
     if last and "." in last:
         return last[:255]
     return "attachment" + (mimetypes.guess_extension(mime_type or "") or "")
@@ -74,16 +78,19 @@ def file_name(name: str | None, url: str, mime_type: str | None) -> str:
 
 def _mime(declared: str | None, answered: str | None, name: str) -> str:
     for candidate in (declared, (answered or "").split(";")[0].strip()):
-        if candidate and candidate != "application/octet-stream":
-            return candidate
+        checked = valid_mime_type(candidate)
+        if checked and checked != "application/octet-stream":
+            return checked
     return mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
-def get_request(http: httpx.AsyncClient, url: str) -> httpx.Request:
-    """A plain GET of a file's URL; a URL httpx cannot even parse will never give the file."""
+def get_request(
+    http: httpx.AsyncClient, url: str | httpx.URL, headers: dict[str, str] | None = None
+) -> httpx.Request:
+    """A plain GET of a file's URL; a URL httpx cannot even parse (or encode) will never give the file."""
     try:
-        return http.build_request("GET", url)
-    except httpx.InvalidURL:
+        return http.build_request("GET", url, headers=headers)
+    except (httpx.InvalidURL, ValueError):  # UnicodeError (an IDNA name) is a ValueError
         raise MediaUnavailable("the file's URL is not valid", permanent=True) from None
 
 
@@ -110,23 +117,25 @@ async def fetch_capped(
         target = request.url.join(location)
         same_origin = (target.scheme, target.netloc) == (request.url.scheme, request.url.netloc)
         kept = {k: v for k, v in request.headers.items() if same_origin and k == "authorization"}
-        request = http.build_request("GET", target, headers=kept)  # credentials stay with their origin
+        request = get_request(http, target, kept)  # credentials stay with their origin
     raise MediaUnavailable("the file's URL redirects without end", permanent=True)
 
 
 async def _refuse_link_local(url: httpx.URL) -> None:
-    """An address in a link-local or unspecified network is never a file host. A name that does not
-    resolve here is left to the connection to fail."""
+    """An address in a link-local or unspecified network, or a cloud's metadata address, is never a file
+    host (IPv4 written as IPv6 included). A name that does not resolve here is left to the connection."""
     try:
         addresses = [ipaddress.ip_address(url.host)]
     except ValueError:
         try:
             found = await asyncio.get_running_loop().getaddrinfo(url.host, url.port or 443)
-        except OSError:
+        except (OSError, ValueError):  # not found, or not even encodable (UnicodeError)
             return
         addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found]
-    if any(address.is_link_local or address.is_unspecified for address in addresses):
-        raise MediaUnavailable("the file's address is not allowed (link-local)", permanent=True)
+    for address in addresses:
+        plain = getattr(address, "ipv4_mapped", None) or address
+        if plain.is_link_local or plain.is_unspecified or plain in METADATA_ADDRESSES:
+            raise MediaUnavailable("the file's address is not allowed (link-local)", permanent=True)
 
 
 async def _read_capped(response: httpx.Response, *, limit: int, name: str, mime_type: str | None) -> Fetched:

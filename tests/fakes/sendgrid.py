@@ -8,6 +8,7 @@ import base64
 import json
 import time
 import uuid
+from email.utils import parseaddr
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -79,7 +80,7 @@ class FakeInboundParse:
             "to": to,
             "subject": subject,
             "text": text,
-            "envelope": json.dumps({"to": [to], "from": sender}),
+            "envelope": json.dumps({"to": [to], "from": parseaddr(sender)[1]}),
             "attachments": str(len(files)),
             "attachment-info": json.dumps(
                 {f"attachment{i}": {"filename": n, "type": t} for i, (n, t, _) in enumerate(files, 1)}

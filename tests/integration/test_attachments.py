@@ -6,7 +6,6 @@ link and offered to the platform as a link the relay serves, or refused with a r
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 
 import pytest
 from sqlalchemy import update
@@ -14,8 +13,6 @@ from sqlalchemy import update
 from app.config import Settings
 from app.delivery.kinds import CREATE_IN_CXONE
 from app.models import Delivery, Destination, Message, StoredFile
-from app.models.base import utcnow
-from app.services.api_keys import Role
 from app.services.files import prune
 from tests.conftest import (
     FAST_RETRIES,
@@ -24,11 +21,8 @@ from tests.conftest import (
     all_delivered,
     eventually,
     make_settings,
-    new_api_key,
     rows,
-    running_stack,
     webhook_channel,
-    wire_integration,
 )
 from tests.fakes.provider import FakeProvider
 from tests.fakes.sendgrid import FakeInboundParse
@@ -319,35 +313,18 @@ async def test_a_file_unreachable_until_the_last_try_stops_holding_its_message_b
     assert destination.breaker_state == "closed"  # the file's host was down, not CXone
 
 
-async def test_a_file_unreachable_for_fifteen_minutes_stops_holding_its_message_back(
-    database_url: str,
-) -> None:
-    patient = make_settings(database_url, **{**FAST_RETRIES, "retry_max_attempts": 1000})
-    async with running_stack(patient) as stack:
-        headers = {"Authorization": f"Bearer {await new_api_key(stack.runtime, Role.admin)}"}
-        channel_id, provider = await webhook_channel(stack, headers, await wire_integration(stack, headers))
-        await post_unreachable_file(stack, channel_id, provider)
-
-        async def retried() -> bool:
-            [delivery] = await rows(stack, Delivery, Delivery.kind == CREATE_IN_CXONE)
-            return bool(delivery.attempts >= 3)
-
-        await eventually(retried)
-        assert cxone_messages(stack, channel_id) == []  # still waiting for the file
-        async with stack.runtime.sessions() as session, session.begin():
-            await session.execute(update(Message).values(created_at=utcnow() - timedelta(minutes=16)))
-        await eventually(lambda: all_delivered(stack))
-        gave_up_on_the_file(stack, channel_id)
-
-
-@pytest.mark.parametrize("how", ["named", "redirected"])
+@pytest.mark.parametrize("how", ["named", "as IPv6", "redirected"])
 async def test_a_file_url_never_reaches_a_link_local_address(
     stack: Stack, wired: Wired, admin_headers: dict[str, str], how: str
 ) -> None:
     """A cloud's metadata service lives at 169.254.169.254: a webhook must not make the relay fetch it."""
     channel_id, provider = await webhook_channel(stack, admin_headers, wired)
     metadata = "http://169.254.169.254/latest/meta-data/iam"
-    url = metadata if how == "named" else "http://provider.test/files/creds.txt"
+    url = {
+        "named": metadata,
+        "as IPv6": "http://[::ffff:169.254.169.254]/latest/meta-data/iam",
+        "redirected": "http://provider.test/files/creds.txt",
+    }[how]
     provider.redirects["creds.txt"] = metadata
     event = {
         "type": "message",
@@ -364,3 +341,16 @@ async def test_a_file_url_never_reaches_a_link_local_address(
     assert cxone_messages(stack, channel_id) == [
         ("[File “creds.txt” not forwarded: the file's address is not allowed (link-local)]", [])
     ]
+
+
+async def test_a_file_cxone_refuses_becomes_a_note_and_the_message_still_goes(
+    stack: Stack, wired: Wired, admin_headers: dict[str, str]
+) -> None:
+    channel_id, provider = await webhook_channel(stack, admin_headers, wired)
+    stack.simulator.fail_next("POST", r"/attachments/temporary$", 400)
+    await customer_sends(
+        stack, channel_id, provider, provider.file_event("e1", CUSTOMER_ID, "odd.bin", pdf(10))
+    )
+    [(text, files)] = cxone_messages(stack, channel_id)
+    assert (text or "").startswith("[File “odd.bin” not forwarded: CXone refused it (")
+    assert files == []

@@ -135,3 +135,24 @@ async def test_a_partly_read_stream_gives_its_connection_back(
 async def test_the_pool_limit_holds(server: Server, client: httpx.AsyncClient) -> None:
     await asyncio.gather(*(client.get(f"{server.base}/held") for _ in range(20)))
     assert server.peak <= 4
+
+
+async def test_a_malformed_answer_is_an_httpx_transport_error_not_an_aiohttp_one() -> None:
+    """Adapters promise never to raise for a provider's trouble: they catch httpx's errors, so every
+    failure of the transport must be one."""
+
+    async def answer_badly(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: zz\r\n\r\nhello")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer_badly, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with make_http_client(timeout=5) as http:
+            with pytest.raises(httpx.TransportError):
+                await http.get(f"http://127.0.0.1:{port}/")
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -6,11 +6,12 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import pytest
 from aiosmtpd.controller import Controller
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.adapters.base import InboundMessage, InboundRequest, OutboundFile, OutboundMessage
+from app.adapters.base import InboundMessage, InboundRequest, OutboundFile, OutboundMessage, SignatureError
 from app.adapters.email_smtp import EmailAdapter, load_config, subject_for, without_quoted_history
 from tests.fakes.sendgrid import FakeInboundParse
 
@@ -210,3 +211,13 @@ def test_a_sender_neither_spf_nor_dkim_vouches_for_is_flagged_to_the_agent() -> 
         fields={"SPF": "fail", "dkim": "{@bank.example : pass}"},
     )
     assert parsed(body, signed).text == "Wire it"
+
+
+@pytest.mark.parametrize("stamp", ["²", "1" * 5000, "-5", " 17"])
+def test_an_odd_timestamp_is_a_signature_error_never_a_crash(stamp: str) -> None:
+    body, signed, _ = SENDGRID.email(
+        sender="ada@mail.example", to="support@shop.example", subject="x", text="y"
+    )
+    headers = {**signed, "x-twilio-email-event-webhook-timestamp": stamp}
+    with pytest.raises(SignatureError):
+        EmailAdapter().verify(InboundRequest(body, headers, "u"), CONFIG)
