@@ -27,13 +27,16 @@ def secret_matches(presented: str, stored_hash: str) -> bool:
     return hmac.compare_digest(hash_secret(presented), stored_hash)
 
 
+def derived_key(secret_key: str, purpose: bytes) -> bytes:
+    """A 256-bit key for one purpose, derived (HKDF) from the service's secret key."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(secret_key.encode())
+
+
 class CredentialBox:
     """Encrypts stored third-party credentials with a key derived from the service's secret key."""
 
     def __init__(self, secret_key: str) -> None:
-        derived = HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=None, info=b"byoc-relay/credentials/v1"
-        ).derive(secret_key.encode())
+        derived = derived_key(secret_key, b"byoc-relay/credentials/v1")
         self._fernet = Fernet(base64.urlsafe_b64encode(derived))
 
     def seal(self, payload: dict[str, Any]) -> str:

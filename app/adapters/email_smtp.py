@@ -221,7 +221,7 @@ class EmailAdapter:
             await aiosmtplib.send(mail, **self._smtp(cfg))
         except (OSError, aiosmtplib.SMTPException) as error:
             return classify(error)
-        return SendResult(provider_message_id=f"{message.message_id}@{cfg.from_address.rsplit('@', 1)[1]}")
+        return SendResult(provider_message_id=_bare_id(str(mail["Message-ID"])))  # as receipts name it
 
     async def show_typing(
         self, config: Mapping[str, Any], channel_id: str, recipient_id: str, typing: bool

@@ -125,8 +125,7 @@ class AttachmentRelay:
         if "refused" in entry:
             return None
         if "fileId" in entry:
-            async with self._writes() as session:
-                stored = await load(session, entry["fileId"])
+            stored = await self._load(entry["fileId"])
             if stored is not None:
                 return stored
             entry["refused"] = "the file is no longer kept"
@@ -158,10 +157,7 @@ class AttachmentRelay:
         limit = adapter.capabilities.max_attachment_bytes or self._files.limit
         kept: list[StoredFile] = []
         for entry in entries:
-            stored = None
-            if "fileId" in entry:
-                async with self._writes() as session:
-                    stored = await load(session, entry["fileId"])
+            stored = await self._load(entry["fileId"]) if "fileId" in entry else None
             if stored is None:
                 name = file_name(entry.get("friendlyName"), entry["url"], None)
                 request = get_request(self._http, entry["url"])
@@ -173,6 +169,10 @@ class AttachmentRelay:
         if adapter.capabilities.uploads_files:
             return (), tuple(OutboundFile(f.name, f.mime_type, f.content) for f in kept)
         return tuple(Attachment(self._links.url(f), f.name, f.mime_type, f.size) for f in kept), ()
+
+    async def _load(self, file_id: str) -> StoredFile | None:
+        async with self._writes() as session:
+            return await load(session, file_id)
 
     async def _keep(
         self, message: Message, entries: list[dict[str, Any]], entry: dict[str, Any], fetched: Fetched

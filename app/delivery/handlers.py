@@ -20,7 +20,7 @@ from app.delivery.kinds import (
     TYPING_TO_PROVIDER,
     cxone_status,
 )
-from app.delivery.policy import Outcome, RetryPolicy, delivered, is_retryable_status
+from app.delivery.policy import Outcome, OutcomeKind, RetryPolicy, delivered, is_retryable_status
 from app.delivery.queue import Claim, enqueue
 from app.models import Channel, Delivery, Integration, Message, Suppression, Thread
 from app.models.base import utcnow
@@ -152,14 +152,10 @@ class DeliveryHandlers:
         try:
             links, files = await self._attachments.for_provider(adapter, message)
         except FileTooLarge as error:
-            return Outcome("dead", error=f"Attachment refused: {error}.", error_class="attachment_too_large")
-        except MediaUnavailable as error:  # CXone's file link, not the provider: no breaker opens for it
-            return Outcome(
-                "dead" if error.permanent else "retry",
-                error=f"Attachment: {error.reason}.",
-                error_class="attachment_unavailable",
-                concerns_destination=False,
-            )
+            return _file_trouble("dead", f"Attachment refused: {error}.", "attachment_too_large")
+        except MediaUnavailable as error:  # CXone's file link failed, not the provider
+            kind: OutcomeKind = "dead" if error.permanent else "retry"
+            return _file_trouble(kind, f"Attachment: {error.reason}.", "attachment_unavailable")
         reply_to, reply_title = await self._answered(message, adapter.capabilities.cites_latest_message)
         result = await adapter.send(
             channel_config(channel, self._box),
@@ -219,13 +215,8 @@ class DeliveryHandlers:
             if message.attachments:  # the channel's credentials are opened only for a file to fetch
                 adapter, config = self._registry.get(channel.adapter), channel_config(channel, self._box)
                 files = await self._attachments.for_cxone(cxone, adapter, config, message, last_try=last_try)
-        except MediaUnavailable as error:  # the provider's trouble, not CXone's: no breaker opens for it
-            return Outcome(
-                "retry",
-                error=f"Attachment: {error.reason}.",
-                error_class="attachment_unavailable",
-                concerns_destination=False,
-            )
+        except MediaUnavailable as error:  # the provider's file host failed, not CXone
+            return _file_trouble("retry", f"Attachment: {error.reason}.", "attachment_unavailable")
         except DfoError as exc:
             return _cxone_failure(exc)
         text = "\n".join(part for part in (message.text, *files.notes) if part)
@@ -273,6 +264,11 @@ class DeliveryHandlers:
         except DfoError as exc:
             return _cxone_failure(exc)
         return delivered()
+
+
+def _file_trouble(kind: OutcomeKind, error: str, error_class: str) -> Outcome:
+    """A file could not be made ready: the destination was never called, so its breaker is left alone."""
+    return Outcome(kind, error=error, error_class=error_class, concerns_destination=False)
 
 
 def _cxone_failure(exc: DfoError) -> Outcome:

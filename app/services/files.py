@@ -27,6 +27,7 @@ from app.adapters.base import Attachment, FetchesMedia, MediaUnavailable, valid_
 from app.config import Settings
 from app.models import StoredFile
 from app.models.base import new_uuid, utcnow
+from app.security import derived_key
 
 PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 410})
 MAX_REDIRECTS = 5
@@ -233,7 +234,7 @@ class FileLinks:
     service's secret, so links need no table of their own and a guessed id opens nothing."""
 
     def __init__(self, secret_key: str, public_url: str) -> None:
-        self._key = hashlib.sha256(b"byoc-relay/file-links/v1" + secret_key.encode()).digest()
+        self._key = derived_key(secret_key, b"byoc-relay/file-links/v1")
         self._public_url = public_url
 
     def _mac(self, file_id: str) -> str:
